@@ -1,0 +1,369 @@
+"""The `aggregator` command: thin commands over `Aggregator`.
+
+Errors an organiser can act on become one line on stderr and exit status 1;
+nothing here decides anything about feeds or posts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .config import load_settings
+from .core import Aggregator
+from .errors import AggregatorError
+
+app = typer.Typer(
+    help="Collect the posts contributors write for an event into one feed, page and digest.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+contributors_app = typer.Typer(help="Register and manage contributor blogs.", no_args_is_help=True)
+posts_app = typer.Typer(
+    help="Hide a post from the feed, page and digests, or show it again.", no_args_is_help=True
+)
+feeds_app = typer.Typer(help="Pause or resume polling of one feed.", no_args_is_help=True)
+app.add_typer(contributors_app, name="contributors")
+app.add_typer(posts_app, name="posts")
+app.add_typer(feeds_app, name="feeds")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _State:
+    config: Path | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def _main(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (default: $AGGREGATOR_CONFIG, else config/event.toml).",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    state.config = config
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def friendly(func: F) -> F:
+    """Turn an AggregatorError into one line on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AggregatorError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, markup=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def aggregator() -> Iterator[Aggregator]:
+    with Aggregator(load_settings(state.config)) as agg:
+        yield agg
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+# ---- commands ----
+
+
+@app.command()
+@friendly
+def init() -> None:
+    """Create the database schema and the output folder (safe to run again)."""
+    with aggregator() as agg:
+        out.print(
+            f"Ready: database {agg.settings.database_url}, outputs in {agg.settings.output_dir}/"
+        )
+
+
+@contributors_app.command("add")
+@friendly
+def contributors_add(
+    name: Annotated[str, typer.Argument(help="The contributor's name, as readers should see it.")],
+    url: Annotated[str, typer.Argument(help="The blog's homepage (or its feed).")],
+    feed: Annotated[
+        str | None, typer.Option(help="The feed address, if discovery cannot find it.")
+    ] = None,
+    all_posts: Annotated[
+        bool,
+        typer.Option(
+            "--all-posts", help="A blog for this event only: every post in the dates counts."
+        ),
+    ] = False,
+) -> None:
+    """Register a blog: find its feed (and label feeds for the event's tags) and check it reads.
+
+    Example: aggregator contributors add "Patrick Wood" https://patrickwood.example.org/
+    """
+    with aggregator() as agg:
+        result = agg.add_contributor(name, url, feed=feed, all_posts=all_posts)
+    for added in result.feeds:
+        kind = "feed" if added.kind == "main" else "label feed"
+        out.print(
+            f"Added {kind} {added.url} — “{added.title or 'untitled'}”, {added.entries} entries",
+            highlight=False,
+        )
+
+
+@contributors_app.command("list")
+@friendly
+def contributors_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show every contributor and their feeds."""
+    with aggregator() as agg:
+        people = agg.contributors()
+    if as_json:
+        data = [
+            {
+                "name": c.name,
+                "homepage": c.homepage,
+                "all_posts": c.all_posts,
+                "discovery_error": c.discovery_error,
+                "feeds": [{"url": f.url, "kind": f.kind, "title": f.title} for f in c.feeds],
+            }
+            for c in people
+        ]
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    if not people:
+        out.print("No contributors yet. Add one with: aggregator contributors add NAME URL")
+        return
+    table = Table("Contributor", "Homepage", "Feeds", "All posts")
+    for c in people:
+        feeds = "\n".join(f"{f.url}{' (label)' if f.kind == 'label' else ''}" for f in c.feeds)
+        if not feeds:
+            feeds = f"none yet: {c.discovery_error}" if c.discovery_error else "found at next poll"
+        table.add_row(c.name, c.homepage, feeds, "yes" if c.all_posts else "")
+    out.print(table)
+
+
+@contributors_app.command("remove")
+@friendly
+def contributors_remove(name: str) -> None:
+    """Remove a contributor, their feeds and their posts."""
+    with aggregator() as agg:
+        removed = agg.remove_contributor(name)
+    out.print(f"Removed {name} and {removed} post(s).", highlight=False)
+
+
+@contributors_app.command("import")
+@friendly
+def contributors_import(file: Path) -> None:
+    """Register every feed listed in an OPML file."""
+    with aggregator() as agg:
+        added, problems = agg.import_opml(file)
+    for result in added:
+        out.print(f"Added {result.contributor}", highlight=False)
+    for problem in problems:
+        err.print(f"skipped {problem}", highlight=False, markup=False)
+    out.print(f"{len(added)} added, {len(problems)} skipped.")
+
+
+@contributors_app.command("export")
+@friendly
+def contributors_export(
+    file: Annotated[
+        Path | None, typer.Argument(help="Write here instead of standard output.")
+    ] = None,
+) -> None:
+    """Write the registered feeds as OPML."""
+    with aggregator() as agg:
+        data = agg.export_opml(file)
+    if file is None:
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        out.print(f"Wrote {file}")
+
+
+@app.command()
+@friendly
+def poll(
+    all_feeds: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Also poll feeds that are not due yet "
+            "(still honours Retry-After; skips gone or paused "
+            "feeds).",
+        ),
+    ] = False,
+) -> None:
+    """Fetch due feeds once and store new event posts."""
+    with aggregator() as agg:
+        if sys.stdout.isatty():
+            with Progress(
+                TextColumn("Polling"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=out,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("poll", total=None)
+                summary = agg.update_feeds(
+                    include_not_due=all_feeds,
+                    on_start=lambda n: progress.update(task, total=n),
+                    on_result=lambda _r: progress.advance(task),
+                )
+        else:
+            summary = agg.update_feeds(include_not_due=all_feeds)
+    for result in summary.results:
+        if result.outcome == "failed":
+            err.print(f"failed: {result.url}: {result.error}", highlight=False, markup=False)
+    out.print(summary.line(), highlight=False)
+
+
+@app.command()
+@friendly
+def publish() -> None:
+    """Write feed.atom, index.html and contributors.opml."""
+    with aggregator() as agg:
+        paths = agg.publish()
+    for path in paths:
+        out.print(f"Wrote {path}", highlight=False)
+
+
+@app.command()
+@friendly
+def status() -> None:
+    """One row per feed: last fetch, result, errors in a row, next try, posts kept."""
+    with aggregator() as agg:
+        rows = agg.status()
+        pending = [c for c in agg.contributors() if not c.feeds]
+    if not rows and not pending:
+        out.print("No feeds yet. Add one with: aggregator contributors add NAME URL")
+        return
+    table = Table(
+        "Contributor", "Feed", "Last fetch (UTC)", "Result", "Errors", "Next try (UTC)", "Posts"
+    )
+    for row in rows:
+        if row.paused:
+            result = "paused"
+        elif row.gone or row.last_result == "failed":
+            result = f"[red]{row.last_error}[/red]"
+        elif row.last_result == "not_modified":
+            result = "not modified"
+        elif row.last_result == "ok":
+            result = "ok" + (f" [yellow](note: {row.problem})[/yellow]" if row.problem else "")
+        else:
+            result = "not fetched yet"
+        next_try = (
+            "—"
+            if (row.gone or row.paused)
+            else _when(max(filter(None, [row.next_due_at, row.retry_after_until]), default=None))
+        )
+        table.add_row(
+            row.contributor,
+            row.url + (" (label)" if row.kind == "label" else ""),
+            _when(row.last_fetched_at),
+            result,
+            str(row.error_count),
+            next_try,
+            str(row.posts),
+        )
+    for c in pending:
+        table.add_row(
+            c.name,
+            c.homepage,
+            "—",
+            f"[red]{c.discovery_error}[/red]" if c.discovery_error else "feed not discovered yet",
+            "",
+            "next poll",
+            "0",
+        )
+    out.print(table)
+
+
+@posts_app.command("hide")
+@friendly
+def posts_hide(url: Annotated[str, typer.Argument(help="The post's link.")]) -> None:
+    """Hide a post from the feed, the page and digests (reversible with `posts show`)."""
+    with aggregator() as agg:
+        agg.hide_post(url, True)
+    out.print(f"Hidden: {url}. Run `aggregator publish` to update the outputs.", highlight=False)
+
+
+@posts_app.command("show")
+@friendly
+def posts_show(url: Annotated[str, typer.Argument(help="The post's link.")]) -> None:
+    """Show a hidden post again."""
+    with aggregator() as agg:
+        agg.hide_post(url, False)
+    out.print(f"Shown again: {url}", highlight=False)
+
+
+@feeds_app.command("pause")
+@friendly
+def feeds_pause(url: str) -> None:
+    """Stop polling a feed until it is resumed."""
+    with aggregator() as agg:
+        agg.set_paused(url, True)
+    out.print(f"Paused {url}", highlight=False)
+
+
+@feeds_app.command("resume")
+@friendly
+def feeds_resume(url: str) -> None:
+    """Poll a paused or gone feed again, from the next poll on."""
+    with aggregator() as agg:
+        agg.set_paused(url, False)
+    out.print(f"Resumed {url}", highlight=False)
+
+
+@app.command()
+@friendly
+def demo(
+    output_dir: Annotated[
+        Path, typer.Option(help="Where the demo writes its outputs and database.")
+    ] = Path("output/demo"),
+) -> None:
+    """Run the whole pipeline offline on bundled sample blogs served on loopback."""
+    from .demo import run_demo
+
+    report = run_demo(output_dir, echo=lambda line: out.print(line, highlight=False))
+    for path in report.paths:
+        out.print(f"  {path}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

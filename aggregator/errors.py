@@ -1,0 +1,44 @@
+"""One exception tree for the whole project.
+
+Front ends catch `AggregatorError` and show its message in one line; anything
+else escaping is a bug. A failing feed is not an exception at the batch level:
+`ingest` turns a `FeedError` into a recorded result so the batch goes on.
+"""
+
+from __future__ import annotations
+
+
+class AggregatorError(Exception):
+    """Root of every error an organiser may see. The message is one readable line."""
+
+
+class ConfigError(AggregatorError):
+    """The configuration file is missing or invalid."""
+
+
+class FeedError(AggregatorError):
+    """A feed could not be fetched or read. `reason` is what `status` shows."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, gone: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        #: seconds the server asked us to wait (429/503 Retry-After), if any
+        self.retry_after = retry_after
+        #: the server said 410 Gone: stop polling until re-enabled
+        self.gone = gone
+
+
+class DiscoveryError(AggregatorError):
+    """No feed could be found for a homepage."""
+
+
+class DuplicateFeedError(AggregatorError):
+    """The feed URL is already registered."""
+
+
+class NotFoundError(AggregatorError):
+    """A named contributor, subscriber or post does not exist."""
+
+
+class DeliveryError(AggregatorError):
+    """The mail server could not be reached or refused the digest."""

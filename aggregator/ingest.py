@@ -1,0 +1,226 @@
+"""One feed through fetch -> parse -> match -> sanitize -> dedupe -> store.
+
+`decide_posts` is pure: it turns a parsed feed into the event posts to store.
+`poll_feed` does the I/O around it and never raises for a feed's own failure:
+it records the reason and returns a FeedUpdateResult, so a batch goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.exc import OperationalError
+
+from . import dedupe
+from .errors import FeedError
+from .fetch import FetchLimits, HostGate, fetch
+from .match import EventRules
+from .parse import parse_feed
+from .records import EntryData, FeedToFetch, FeedUpdateResult, ParsedFeed, PostIntent
+from .sanitize import sanitize_html
+from .storage import Storage
+from .storage.feeds import FeedOutcome
+from .text import excerpt, html_to_text
+
+log = logging.getLogger(__name__)
+
+#: a server's cache headers may push the next poll later, but never by more than this
+MAX_FRESHNESS = dt.timedelta(hours=2)
+#: how often a locked database is retried before the feed's poll is reported failed
+DB_RETRIES = 5
+
+
+def _title_for(entry: EntryData, text: str) -> str:
+    if entry.title:
+        return entry.title[:500]
+    if text:
+        return excerpt(text, 12)[:200]
+    return "Untitled post"
+
+
+def decide_post(
+    entry: EntryData, rules: EventRules, all_posts: bool, now: dt.datetime
+) -> PostIntent | None:
+    """The post to store for this entry, or None when it is not an event post."""
+    when = entry.published or entry.updated
+    if not rules.in_window(when or now):
+        return None
+    content = sanitize_html(entry.content_html or entry.summary_html, entry.base)
+    text = html_to_text(content)
+    if not rules.is_event_post(
+        all_posts=all_posts, categories=entry.categories, title=entry.title, text=text, when=when
+    ):
+        return None
+    canonical = dedupe.canonical_url(entry.link)
+    title = _title_for(entry, text)
+    return PostIntent(
+        entry_key=dedupe.entry_key(entry.entry_id, canonical, entry.title, when),
+        canonical_link=canonical,
+        link_key=dedupe.link_key(canonical),
+        fingerprint=dedupe.text_fingerprint(text),
+        title=title,
+        link=entry.link,
+        author=entry.author,
+        content_html=content,
+        text=text,
+        categories=entry.categories,
+        published=entry.published,
+        updated=entry.updated,
+        content_hash=dedupe.content_hash(title, content, entry.categories, entry.updated),
+    )
+
+
+def decide_posts(
+    parsed: ParsedFeed, rules: EventRules, all_posts: bool, now: dt.datetime
+) -> list[PostIntent]:
+    intents = []
+    seen: set[str] = set()
+    for entry in parsed.entries:
+        intent = decide_post(entry, rules, all_posts, now)
+        # a feed that repeats an id: the first occurrence (the newest, in feed order) wins
+        if intent is not None and intent.entry_key not in seen:
+            seen.add(intent.entry_key)
+            intents.append(intent)
+    return intents
+
+
+@dataclass(frozen=True)
+class PollContext:
+    """Everything a feed's poll needs besides the feed itself."""
+
+    storage: Storage
+    rules: EventRules
+    client: httpx.AsyncClient
+    limits: FetchLimits
+    gate: HostGate
+    interval: dt.timedelta
+    max_backoff: dt.timedelta
+    now: dt.datetime
+
+
+def next_due_after_success(
+    now: dt.datetime, interval: dt.timedelta, fresh_for: float | None
+) -> dt.datetime:
+    jitter = interval * random.uniform(0, 0.1)
+    due = now + interval + jitter
+    if fresh_for:
+        due = max(due, now + min(dt.timedelta(seconds=fresh_for), MAX_FRESHNESS))
+    return due
+
+
+def next_due_after_failure(
+    now: dt.datetime,
+    interval: dt.timedelta,
+    max_backoff: dt.timedelta,
+    errors_so_far: int,
+    retry_after: float | None,
+) -> dt.datetime:
+    """Exponential backoff per feed (interval, 2×, 4×… capped), never before Retry-After."""
+    backoff = min(interval * (2 ** min(errors_so_far, 20)), max_backoff)
+    due = now + backoff
+    if retry_after is not None:
+        due = max(due, now + dt.timedelta(seconds=retry_after))
+    return due
+
+
+async def poll_feed(target: FeedToFetch, ctx: PollContext) -> FeedUpdateResult:
+    storage, now = ctx.storage, ctx.now
+    contributor_id, all_posts, body_hash, errors_so_far = storage.feeds.feed_context(target.feed_id)
+    try:
+        result = await fetch(
+            ctx.client,
+            target.url,
+            ctx.limits,
+            etag=target.etag,
+            last_modified=target.last_modified,
+            gate=ctx.gate,
+        )
+    except FeedError as e:
+        retry_until = now + dt.timedelta(seconds=e.retry_after) if e.retry_after else None
+        due = next_due_after_failure(
+            now, ctx.interval, ctx.max_backoff, errors_so_far, e.retry_after
+        )
+        await _record(
+            storage,
+            target.feed_id,
+            FeedOutcome(
+                "failed", now, due, error=e.reason, retry_after_until=retry_until, gone=e.gone
+            ),
+        )
+        return FeedUpdateResult(target.feed_id, target.url, "failed", error=e.reason)
+
+    due = next_due_after_success(now, ctx.interval, result.fresh_for)
+    new_hash = hashlib.sha256(result.content).hexdigest() if result.modified else None
+    if not result.modified or new_hash == body_hash:
+        # 304, or a server that ignores conditional GET but sent the same bytes
+        await _record(
+            storage,
+            target.feed_id,
+            FeedOutcome(
+                "not_modified",
+                now,
+                due,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                moved_to=result.moved_to,
+            ),
+        )
+        return FeedUpdateResult(target.feed_id, target.url, "not_modified")
+
+    try:
+        parsed = parse_feed(result.content, result.url, result.content_type)
+        intents = decide_posts(parsed, ctx.rules, all_posts, now)
+        counts = await _with_db_retry(
+            lambda: storage.posts.store(target.feed_id, contributor_id, intents, now)
+        )
+    except FeedError as e:
+        due = next_due_after_failure(now, ctx.interval, ctx.max_backoff, errors_so_far, None)
+        await _record(storage, target.feed_id, FeedOutcome("failed", now, due, error=e.reason))
+        return FeedUpdateResult(target.feed_id, target.url, "failed", error=e.reason)
+    await _record(
+        storage,
+        target.feed_id,
+        FeedOutcome(
+            "ok",
+            now,
+            due,
+            problem=parsed.problem,
+            title=parsed.title,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            body_hash=new_hash,
+            moved_to=result.moved_to,
+        ),
+    )
+    return FeedUpdateResult(
+        target.feed_id,
+        target.url,
+        "ok",
+        entries=len(parsed.entries),
+        new=counts.new,
+        updated=counts.updated,
+        duplicates=counts.duplicates,
+    )
+
+
+async def _with_db_retry(action):
+    """Retry a write while the database is locked or briefly unavailable."""
+    for attempt in range(DB_RETRIES):
+        try:
+            return action()
+        except OperationalError as e:
+            if attempt == DB_RETRIES - 1:
+                raise FeedError(f"the database was unavailable ({str(e.orig)[:120]})") from None
+            log.warning("database busy (%s); retrying", e.orig)
+            await asyncio.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def _record(storage: Storage, feed_id: int, outcome: FeedOutcome) -> None:
+    await _with_db_retry(lambda: storage.feeds.record(feed_id, outcome))

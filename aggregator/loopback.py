@@ -1,0 +1,129 @@
+"""A small HTTP server on loopback that serves fixed responses.
+
+The demo serves its sample blogs with it, and the tests serve feeds with it:
+real HTTP over a real socket, with ETag/Last-Modified and 304 answers like a
+well-behaved blog host. Handlers may also be functions, to misbehave on purpose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Response:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "application/xml; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    #: seconds to wait before answering
+    delay: float = 0.0
+    #: answer conditional requests with 304 when the ETag/Last-Modified match
+    conditional: bool = True
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    path: str
+    headers: dict[str, str]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that hang up early are normal here
+
+
+Handler = Callable[[BaseHTTPRequestHandler], Response | None]
+
+_LAST_MODIFIED = "Mon, 03 Jul 2017 08:00:00 GMT"
+
+
+class LoopbackSite:
+    """`with LoopbackSite() as site: site.routes["/feed"] = Response(...)`; `site.url("/feed")`."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        self.routes: dict[str, Response | Handler] = {}
+        self.requests: list[SeenRequest] = []
+        self._lock = threading.Lock()
+        site = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                site._serve(self)
+
+        self.server = _QuietServer((host, 0), _Handler)
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def hits(self, path: str) -> list[SeenRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    def start(self) -> LoopbackSite:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> LoopbackSite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.requests.append(SeenRequest(handler.path, dict(handler.headers.items())))
+        route = self.routes.get(handler.path)
+        response = route(handler) if callable(route) else route
+        if response is None:
+            if callable(route):
+                return  # the handler wrote its own answer
+            response = Response(b"not found", status=404, content_type="text/plain")
+        if response.delay:
+            time.sleep(response.delay)
+        headers = {"Content-Type": response.content_type, **response.headers}
+        if response.status == 200 and response.conditional:
+            etag = '"' + hashlib.sha256(response.body).hexdigest()[:16] + '"'
+            headers.setdefault("ETag", etag)
+            headers.setdefault("Last-Modified", _LAST_MODIFIED)
+            if handler.headers.get("If-None-Match") == headers["ETag"] or (
+                "If-None-Match" not in handler.headers
+                and handler.headers.get("If-Modified-Since") == headers["Last-Modified"]
+            ):
+                handler.send_response(304)
+                for name in ("ETag", "Last-Modified"):
+                    handler.send_header(name, headers[name])
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+        body = response.body
+        handler.send_response(response.status)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            handler.wfile.write(body)

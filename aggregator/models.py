@@ -1,0 +1,159 @@
+"""SQLModel tables. Only the storage layer touches these.
+
+Datetimes are aware UTC in Python; `UTCDateTime` stores them as naive UTC on
+SQLite (which has no time zones) and as `timestamptz` on PostgreSQL.
+Bump SCHEMA_VERSION and add a step to `db.MIGRATIONS` for any change to these tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Text, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in and out, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def when(*, nullable: bool = True, index: bool = False) -> Any:
+    """A datetime column (see UTCDateTime)."""
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class Meta(SQLModel, table=True):
+    key: str = Field(primary_key=True, max_length=64)
+    value: str
+
+
+class Contributor(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=300)
+    homepage: str = Field(max_length=2000)
+    all_posts: bool = False
+    created_at: dt.datetime = when(nullable=False)
+    #: why the last discovery attempt found no feed (seeded contributors are discovered lazily)
+    discovery_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Feed(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    contributor_id: int = Field(foreign_key="contributor.id", index=True)
+    url: str = Field(unique=True, max_length=2000)
+    #: "main" for the blog's feed, "label" for a feed of one event tag
+    kind: str = Field(default="main", max_length=16)
+    title: str = Field(default="", max_length=1000)
+    etag: str | None = Field(default=None, max_length=1000)
+    last_modified: str | None = Field(default=None, max_length=200)
+    #: hash of the last body parsed, to skip servers that ignore conditional GET
+    body_hash: str | None = Field(default=None, max_length=64)
+    last_fetched_at: dt.datetime | None = when()
+    last_success_at: dt.datetime | None = when()
+    #: "ok" | "not_modified" | "failed" | None (never fetched)
+    last_result: str | None = Field(default=None, max_length=16)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    #: a readable note when the feed was malformed but readable
+    problem: str | None = Field(default=None, sa_column=Column(Text))
+    error_count: int = 0
+    next_due_at: dt.datetime | None = when(index=True)
+    #: a server's Retry-After: not before this, even with `poll --all`
+    retry_after_until: dt.datetime | None = when()
+    #: "gone" (410) and "paused" feeds are not polled until re-enabled
+    gone: bool = False
+    paused: bool = False
+    created_at: dt.datetime = when(nullable=False)
+
+
+class Post(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    contributor_id: int = Field(foreign_key="contributor.id", index=True)
+    feed_id: int = Field(foreign_key="feed.id", index=True)
+    link: str | None = Field(default=None, max_length=2000)
+    canonical_link: str | None = Field(default=None, max_length=2000)
+    link_key: str | None = Field(default=None, index=True, max_length=2000)
+    fingerprint: str | None = Field(default=None, index=True, max_length=64)
+    entry_id: str = Field(max_length=2000)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    author: str = Field(default="", max_length=500)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    #: JSON list of category strings
+    categories: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    published: dt.datetime | None = when()
+    updated: dt.datetime | None = when()
+    #: published date, clamped to first_seen when it lies in the future
+    sort_date: dt.datetime = when(nullable=False, index=True)
+    first_seen: dt.datetime = when(nullable=False, index=True)
+    content_hash: str = Field(max_length=64)
+    hidden: bool = False
+    #: the local date of the digest that carried this post, once one did
+    digest_date: dt.date | None = Field(default=None, index=True)
+
+
+class PostSource(SQLModel, table=True):
+    """Every (feed, entry) that maps to a post: the first-seen copy and its alternates."""
+
+    __table_args__ = (UniqueConstraint("feed_id", "entry_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_id: int = Field(foreign_key="post.id", index=True)
+    feed_id: int = Field(foreign_key="feed.id", index=True)
+    entry_key: str = Field(max_length=2000)
+    is_primary: bool = False
+    link: str | None = Field(default=None, max_length=2000)
+    first_seen: dt.datetime = when(nullable=False)
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, max_length=320)
+    token: str = Field(unique=True, max_length=64)
+    confirmed: bool = True
+    created_at: dt.datetime = when(nullable=False)
+    unsubscribed_at: dt.datetime | None = when()
+
+
+class Digest(SQLModel, table=True):
+    """One digest per local date: which posts it holds is fixed when it is first made."""
+
+    digest_date: dt.date = Field(primary_key=True)
+    created_at: dt.datetime = when(nullable=False)
+    post_count: int = 0
+
+
+class Delivery(SQLModel, table=True):
+    """One row per (subscriber, digest date): the exactly-once ledger."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "digest_date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    digest_date: dt.date = Field(foreign_key="digest.digest_date", index=True)
+    #: "sending" (handed to SMTP, outcome unknown) | "sent" | "failed"
+    status: str = Field(max_length=16)
+    message_id: str = Field(max_length=300)
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    updated_at: dt.datetime = when(nullable=False)

@@ -1,0 +1,302 @@
+"""Contributors and their feeds: registry, polling state, health."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, or_
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from ..errors import DuplicateFeedError, NotFoundError
+from ..models import Contributor, Feed, Post, PostSource
+from ..records import FeedToFetch
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    id: int
+    contributor: str
+    contributor_id: int
+    url: str
+    kind: str
+    title: str
+    last_fetched_at: dt.datetime | None
+    last_result: str | None
+    last_error: str | None
+    problem: str | None
+    error_count: int
+    next_due_at: dt.datetime | None
+    retry_after_until: dt.datetime | None
+    gone: bool
+    paused: bool
+    posts: int = 0
+
+
+@dataclass(frozen=True)
+class ContributorRow:
+    id: int
+    name: str
+    homepage: str
+    all_posts: bool
+    discovery_error: str | None
+    feeds: list[FeedRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FeedOutcome:
+    """What one poll learned about a feed, to record."""
+
+    result: str  # "ok" | "not_modified" | "failed"
+    now: dt.datetime
+    next_due_at: dt.datetime
+    error: str | None = None
+    problem: str | None = None
+    title: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    moved_to: str | None = None
+    retry_after_until: dt.datetime | None = None
+    gone: bool = False
+
+
+def _row(feed: Feed, contributor: str, posts: int = 0) -> FeedRow:
+    assert feed.id is not None
+    return FeedRow(
+        id=feed.id,
+        contributor=contributor,
+        contributor_id=feed.contributor_id,
+        url=feed.url,
+        kind=feed.kind,
+        title=feed.title,
+        last_fetched_at=feed.last_fetched_at,
+        last_result=feed.last_result,
+        last_error=feed.last_error,
+        problem=feed.problem,
+        error_count=feed.error_count,
+        next_due_at=feed.next_due_at,
+        retry_after_until=feed.retry_after_until,
+        gone=feed.gone,
+        paused=feed.paused,
+        posts=posts,
+    )
+
+
+class FeedStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # ---- contributors ----
+
+    def add_contributor(self, name: str, homepage: str, all_posts: bool, now: dt.datetime) -> int:
+        with Session(self.engine) as session:
+            existing = session.exec(select(Contributor).where(Contributor.name == name)).first()
+            if existing is not None:
+                existing.homepage = homepage or existing.homepage
+                existing.all_posts = all_posts
+                session.add(existing)
+                session.commit()
+                assert existing.id is not None
+                return existing.id
+            contributor = Contributor(
+                name=name, homepage=homepage, all_posts=all_posts, created_at=now
+            )
+            session.add(contributor)
+            session.commit()
+            assert contributor.id is not None
+            return contributor.id
+
+    def contributor_id(self, name: str) -> int | None:
+        with Session(self.engine) as session:
+            return session.exec(select(Contributor.id).where(Contributor.name == name)).first()
+
+    def set_discovery_error(self, contributor_id: int, error: str | None) -> None:
+        with Session(self.engine) as session:
+            contributor = session.get(Contributor, contributor_id)
+            if contributor is not None:
+                contributor.discovery_error = error
+                session.add(contributor)
+                session.commit()
+
+    def contributors(self) -> list[ContributorRow]:
+        feeds_by_contributor: dict[int, list[FeedRow]] = {}
+        for row in self.feed_rows():
+            feeds_by_contributor.setdefault(row.contributor_id, []).append(row)
+        with Session(self.engine) as session:
+            people = session.exec(select(Contributor).order_by(Contributor.name)).all()
+            return [
+                ContributorRow(
+                    id=c.id or 0,
+                    name=c.name,
+                    homepage=c.homepage,
+                    all_posts=c.all_posts,
+                    discovery_error=c.discovery_error,
+                    feeds=feeds_by_contributor.get(c.id or 0, []),
+                )
+                for c in people
+            ]
+
+    def contributors_without_feeds(self) -> list[tuple[int, str, str]]:
+        with Session(self.engine) as session:
+            has_feed = select(Feed.contributor_id)
+            rows = session.exec(
+                select(Contributor.id, Contributor.name, Contributor.homepage).where(
+                    col(Contributor.id).not_in(has_feed)
+                )
+            ).all()
+            return [(int(i or 0), n, h) for i, n, h in rows]
+
+    def remove_contributor(self, name: str) -> int:
+        """Remove a contributor with their feeds and posts; returns how many posts went."""
+        with Session(self.engine) as session:
+            contributor = session.exec(select(Contributor).where(Contributor.name == name)).first()
+            if contributor is None:
+                raise NotFoundError(f"no contributor named {name!r}")
+            feed_ids = select(Feed.id).where(Feed.contributor_id == contributor.id)
+            post_ids = select(Post.id).where(Post.contributor_id == contributor.id)
+            session.execute(
+                delete(PostSource).where(
+                    or_(
+                        col(PostSource.feed_id).in_(feed_ids), col(PostSource.post_id).in_(post_ids)
+                    )
+                )
+            )
+            removed = session.execute(
+                delete(Post).where(col(Post.contributor_id) == contributor.id)
+            ).rowcount
+            session.execute(delete(Feed).where(col(Feed.contributor_id) == contributor.id))
+            session.delete(contributor)
+            session.commit()
+            return int(removed or 0)
+
+    # ---- feeds ----
+
+    def add_feed(
+        self, contributor_id: int, url: str, kind: str, title: str, now: dt.datetime
+    ) -> int:
+        with Session(self.engine) as session:
+            taken = session.exec(
+                select(Feed, Contributor.name)
+                .join(Contributor, col(Contributor.id) == Feed.contributor_id)
+                .where(Feed.url == url)
+            ).first()
+            if taken is not None:
+                raise DuplicateFeedError(f"the feed {url} is already registered for {taken[1]}")
+            feed = Feed(
+                contributor_id=contributor_id,
+                url=url,
+                kind=kind,
+                title=title,
+                created_at=now,
+                next_due_at=now,
+            )
+            session.add(feed)
+            session.commit()
+            assert feed.id is not None
+            return feed.id
+
+    def feed_exists(self, url: str) -> bool:
+        with Session(self.engine) as session:
+            return session.exec(select(Feed.id).where(Feed.url == url)).first() is not None
+
+    def feed_rows(self, *, with_posts: bool = False) -> list[FeedRow]:
+        with Session(self.engine) as session:
+            counts: dict[int, int] = {}
+            if with_posts:
+                counts = dict(
+                    session.exec(
+                        select(PostSource.feed_id, func.count()).group_by(PostSource.feed_id)
+                    ).all()
+                )
+            rows = session.exec(
+                select(Feed, Contributor.name)
+                .join(Contributor, col(Contributor.id) == Feed.contributor_id)
+                .order_by(Contributor.name, Feed.kind.desc(), Feed.url)  # type: ignore[attr-defined]
+            ).all()
+            return [_row(feed, name, counts.get(feed.id or 0, 0)) for feed, name in rows]
+
+    def due(self, now: dt.datetime, *, include_not_due: bool = False) -> list[FeedToFetch]:
+        """Feeds to poll: not gone or paused, past any Retry-After, and due (unless told)."""
+        now_db = now
+        query = (
+            select(Feed, Contributor.all_posts)
+            .join(Contributor, col(Contributor.id) == Feed.contributor_id)
+            .where(
+                col(Feed.gone).is_(False),
+                col(Feed.paused).is_(False),
+                or_(col(Feed.retry_after_until).is_(None), col(Feed.retry_after_until) <= now_db),
+            )
+        )
+        if not include_not_due:
+            query = query.where(
+                or_(col(Feed.next_due_at).is_(None), col(Feed.next_due_at) <= now_db)
+            )
+        with Session(self.engine) as session:
+            return [
+                FeedToFetch(
+                    feed_id=feed.id or 0,
+                    url=feed.url,
+                    etag=feed.etag,
+                    last_modified=feed.last_modified,
+                )
+                for feed, _all in session.exec(query.order_by(Feed.id)).all()
+            ]
+
+    def feed_context(self, feed_id: int) -> tuple[int, bool, str | None, int]:
+        """(contributor id, all_posts, stored body hash, consecutive errors) for one feed."""
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(Feed.contributor_id, Contributor.all_posts, Feed.body_hash, Feed.error_count)
+                .join(Contributor, col(Contributor.id) == Feed.contributor_id)
+                .where(Feed.id == feed_id)
+            ).one()
+            return int(row[0]), bool(row[1]), row[2], int(row[3])
+
+    def record(self, feed_id: int, outcome: FeedOutcome) -> None:
+        with Session(self.engine) as session:
+            feed = session.get(Feed, feed_id)
+            if feed is None:
+                return  # removed while it was being polled
+            feed.last_fetched_at = outcome.now
+            feed.last_result = outcome.result
+            feed.next_due_at = outcome.next_due_at
+            feed.retry_after_until = outcome.retry_after_until
+            if outcome.result == "failed":
+                feed.error_count += 1
+                feed.last_error = outcome.error
+                feed.gone = feed.gone or outcome.gone
+            else:
+                feed.error_count = 0
+                feed.last_error = None
+                feed.last_success_at = outcome.now
+                feed.etag = outcome.etag
+                feed.last_modified = outcome.last_modified
+                if outcome.result == "ok":
+                    feed.problem = outcome.problem
+                    feed.body_hash = outcome.body_hash or feed.body_hash
+                    if outcome.title:
+                        feed.title = outcome.title
+                if outcome.moved_to and outcome.moved_to != feed.url:
+                    clash = session.exec(
+                        select(Feed.id).where(Feed.url == outcome.moved_to)
+                    ).first()
+                    if clash is None:
+                        feed.url = outcome.moved_to
+            session.add(feed)
+            session.commit()
+
+    def set_paused(self, url: str, paused: bool) -> None:
+        with Session(self.engine) as session:
+            feed = session.exec(select(Feed).where(Feed.url == url)).first()
+            if feed is None:
+                raise NotFoundError(f"no feed with the address {url}")
+            feed.paused = paused
+            if not paused:
+                feed.gone = False
+                feed.error_count = 0
+                feed.retry_after_until = None
+                feed.next_due_at = None
+            session.add(feed)
+            session.commit()

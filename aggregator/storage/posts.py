@@ -1,0 +1,225 @@
+"""Event posts and the (feed, entry) sources that map to them.
+
+`store` applies DESIGN.md's "One post, once" in one transaction per feed:
+a known (feed, entry key) is the same post (updated in place when its content
+hash changes, if it is the first-seen copy); a new key whose link or text
+matches a stored post becomes an alternate of it; anything else is a new post.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from ..dedupe import canonical_url, link_key
+from ..errors import NotFoundError
+from ..models import Contributor, Feed, Post, PostSource
+from ..records import PostIntent, StoreCounts
+
+
+@dataclass(frozen=True)
+class PostView:
+    """A stored post as publishing and digests see it."""
+
+    id: int
+    entry_id: str
+    title: str
+    link: str | None
+    contributor: str
+    author: str
+    content: str
+    text: str
+    categories: tuple[str, ...]
+    published: dt.datetime | None
+    updated: dt.datetime | None
+    sort_date: dt.datetime
+    first_seen: dt.datetime
+    feed_url: str
+    feed_title: str
+    digest_date: dt.date | None
+
+
+def _clamped(published: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    """Sort by the published date, but a date in the future sorts as when we saw it."""
+    if published is None or published > now:
+        return now
+    return published
+
+
+def _apply(post: Post, intent: PostIntent, now: dt.datetime) -> None:
+    post.title = intent.title
+    post.link = intent.link
+    post.canonical_link = intent.canonical_link
+    post.link_key = intent.link_key
+    post.fingerprint = intent.fingerprint
+    post.author = intent.author[:500]
+    post.content = intent.content_html
+    post.text = intent.text
+    post.categories = json.dumps(list(intent.categories))
+    post.published = intent.published
+    post.updated = intent.updated
+    post.content_hash = intent.content_hash
+    first_seen = post.first_seen or now
+    post.sort_date = _clamped(intent.published or intent.updated, first_seen)
+
+
+class PostStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def store(
+        self, feed_id: int, contributor_id: int, intents: list[PostIntent], now: dt.datetime
+    ) -> StoreCounts:
+        new = updated = duplicates = 0
+        with Session(self.engine) as session:
+            known = {
+                key: (post_id, primary)
+                for key, post_id, primary in session.exec(
+                    select(PostSource.entry_key, PostSource.post_id, PostSource.is_primary).where(
+                        PostSource.feed_id == feed_id
+                    )
+                ).all()
+            }
+            hashes: dict[int, str] = {}
+            if known:
+                primary_ids = [pid for pid, primary in known.values() if primary]
+                for chunk_start in range(0, len(primary_ids), 500):
+                    chunk = primary_ids[chunk_start : chunk_start + 500]
+                    hashes.update(
+                        session.exec(
+                            select(Post.id, Post.content_hash).where(col(Post.id).in_(chunk))
+                        ).all()
+                    )
+            for intent in intents:
+                if intent.entry_key in known:
+                    post_id, primary = known[intent.entry_key]
+                    if primary and hashes.get(post_id) != intent.content_hash:
+                        post = session.get(Post, post_id)
+                        if post is not None:
+                            _apply(post, intent, now)
+                            session.add(post)
+                            hashes[post_id] = intent.content_hash
+                            updated += 1
+                    continue
+                match = self._find_same(session, intent)
+                if match is not None:
+                    session.add(
+                        PostSource(
+                            post_id=match,
+                            feed_id=feed_id,
+                            entry_key=intent.entry_key,
+                            is_primary=False,
+                            link=intent.link,
+                            first_seen=now,
+                        )
+                    )
+                    known[intent.entry_key] = (match, False)
+                    duplicates += 1
+                    continue
+                post = Post(
+                    contributor_id=contributor_id,
+                    feed_id=feed_id,
+                    entry_id=intent.entry_key,
+                    title="",
+                    content="",
+                    text="",
+                    first_seen=now,
+                    sort_date=now,
+                    content_hash="",
+                )
+                _apply(post, intent, now)
+                session.add(post)
+                session.flush()
+                assert post.id is not None
+                session.add(
+                    PostSource(
+                        post_id=post.id,
+                        feed_id=feed_id,
+                        entry_key=intent.entry_key,
+                        is_primary=True,
+                        link=intent.link,
+                        first_seen=now,
+                    )
+                )
+                known[intent.entry_key] = (post.id, True)
+                hashes[post.id] = intent.content_hash
+                new += 1
+            session.commit()
+        return StoreCounts(new=new, updated=updated, duplicates=duplicates)
+
+    @staticmethod
+    def _find_same(session: Session, intent: PostIntent) -> int | None:
+        conditions = []
+        if intent.link_key:
+            conditions.append(col(Post.link_key) == intent.link_key)
+        if intent.fingerprint:
+            conditions.append(col(Post.fingerprint) == intent.fingerprint)
+        if not conditions:
+            return None
+        return session.exec(
+            select(Post.id).where(or_(*conditions)).order_by(Post.id).limit(1)
+        ).first()
+
+    # ---- reading ----
+
+    def _views(self, session: Session, query) -> list[PostView]:
+        rows = session.exec(
+            query.join(Contributor, col(Contributor.id) == Post.contributor_id).join(
+                Feed, col(Feed.id) == Post.feed_id
+            )
+        ).all()
+        return [
+            PostView(
+                id=post.id or 0,
+                entry_id=post.entry_id,
+                title=post.title,
+                link=post.link,
+                contributor=name,
+                author=post.author,
+                content=post.content,
+                text=post.text,
+                categories=tuple(json.loads(post.categories)),
+                published=post.published,
+                updated=post.updated,
+                sort_date=post.sort_date,
+                first_seen=post.first_seen,
+                feed_url=feed_url,
+                feed_title=feed_title,
+                digest_date=post.digest_date,
+            )
+            for post, name, feed_url, feed_title in rows
+        ]
+
+    def latest(self, limit: int) -> list[PostView]:
+        """Newest first, hidden posts left out."""
+        with Session(self.engine) as session:
+            query = (
+                select(Post, Contributor.name, Feed.url, Feed.title)
+                .where(col(Post.hidden).is_(False))
+                .order_by(col(Post.sort_date).desc(), col(Post.id).desc())
+                .limit(limit)
+            )
+            return self._views(session, query)
+
+    def count(self) -> int:
+        with Session(self.engine) as session:
+            return int(session.exec(select(func.count()).select_from(Post)).one())
+
+    def set_hidden(self, url: str, hidden: bool) -> int:
+        """Hide (or show again) the post with this link; returns how many posts matched."""
+        key = link_key(canonical_url(url))
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(Post)
+                .where(or_(col(Post.link) == url, col(Post.link_key) == key))
+                .values(hidden=hidden)
+            )
+            session.commit()
+            if not result.rowcount:
+                raise NotFoundError(f"no stored post links to {url}")
+            return int(result.rowcount)

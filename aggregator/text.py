@@ -1,0 +1,89 @@
+"""Plain text from (already sanitised) HTML, as a reader sees it.
+
+Inline tags vanish without a gap (`#<span>Tag</span>` reads `#Tag`); block
+elements and line breaks separate words. Used for matching, fingerprints and
+excerpts. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+_BLOCK_TAGS = frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "br",
+        "caption",
+        "dd",
+        "details",
+        "div",
+        "dl",
+        "dt",
+        "figcaption",
+        "figure",
+        "footer",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "summary",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "ul",
+    ]
+)
+# a tag, with quoted attribute values that may themselves contain '>'
+_TAG = re.compile(r"""<(/?)([a-zA-Z][a-zA-Z0-9]*)(?:[^>"']|"[^"]*"|'[^']*')*>|<!--.*?-->""", re.S)
+_SPACE = re.compile(r"\s+")
+# C0 controls other than tab/newline/CR, and the XML-forbidden non-characters
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+
+
+def strip_controls(value: str) -> str:
+    """Remove characters that XML cannot carry and that terminals may act on."""
+    return _CONTROL.sub("", value)
+
+
+def one_line(value: str) -> str:
+    """Collapse all whitespace (including CR/LF) to single spaces: safe for titles and headers."""
+    return _SPACE.sub(" ", strip_controls(value)).strip()
+
+
+def html_to_text(fragment: str) -> str:
+    """The rendered text of an HTML fragment, whitespace collapsed."""
+    if "<" not in fragment and "&" not in fragment:
+        return one_line(fragment)
+
+    def replace(match: re.Match[str]) -> str:
+        name = (match.group(2) or "").lower()
+        return " " if name in _BLOCK_TAGS else ""
+
+    return one_line(html.unescape(_TAG.sub(replace, fragment)))
+
+
+def excerpt(text: str, words: int = 50) -> str:
+    """The first `words` words of a text, with an ellipsis when cut."""
+    parts = text.split()
+    if len(parts) <= words:
+        return " ".join(parts)
+    return " ".join(parts[:words]) + " …"
