@@ -40,7 +40,6 @@ app.add_typer(posts_app, name="posts")
 app.add_typer(feeds_app, name="feeds")
 
 out = Console()
-err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -79,10 +78,10 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except AggregatorError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, markup=True)
+            say(f"error: {e}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err.print("interrupted")
+            say("interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -92,6 +91,16 @@ def friendly(func: F) -> F:
 def aggregator() -> Iterator[Aggregator]:
     with Aggregator(load_settings(state.config)) as agg:
         yield agg
+
+
+def say(line: str, *, err: bool = False) -> None:
+    """One plain line; never wrapped, so paths and URLs can be copied."""
+    typer.echo(line, err=err)
+
+
+def print_table(table: Table) -> None:
+    """Tables wrap to the terminal; piped into a file or another program they stay whole."""
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
 def _when(value: Any) -> str:
@@ -106,9 +115,7 @@ def _when(value: Any) -> str:
 def init() -> None:
     """Create the database schema and the output folder (safe to run again)."""
     with aggregator() as agg:
-        out.print(
-            f"Ready: database {agg.settings.database_url}, outputs in {agg.settings.output_dir}/"
-        )
+        say(f"Ready: database {agg.settings.database_url}, outputs in {agg.settings.output_dir}/")
 
 
 @contributors_app.command("add")
@@ -134,10 +141,7 @@ def contributors_add(
         result = agg.add_contributor(name, url, feed=feed, all_posts=all_posts)
     for added in result.feeds:
         kind = "feed" if added.kind == "main" else "label feed"
-        out.print(
-            f"Added {kind} {added.url} — “{added.title or 'untitled'}”, {added.entries} entries",
-            highlight=False,
-        )
+        say(f"Added {kind} {added.url} — “{added.title or 'untitled'}”, {added.entries} entries")
 
 
 @contributors_app.command("list")
@@ -162,7 +166,7 @@ def contributors_list(
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     if not people:
-        out.print("No contributors yet. Add one with: aggregator contributors add NAME URL")
+        say("No contributors yet. Add one with: aggregator contributors add NAME URL")
         return
     table = Table("Contributor", "Homepage", "Feeds", "All posts")
     for c in people:
@@ -170,7 +174,7 @@ def contributors_list(
         if not feeds:
             feeds = f"none yet: {c.discovery_error}" if c.discovery_error else "found at next poll"
         table.add_row(c.name, c.homepage, feeds, "yes" if c.all_posts else "")
-    out.print(table)
+    print_table(table)
 
 
 @contributors_app.command("remove")
@@ -179,7 +183,7 @@ def contributors_remove(name: str) -> None:
     """Remove a contributor, their feeds and their posts."""
     with aggregator() as agg:
         removed = agg.remove_contributor(name)
-    out.print(f"Removed {name} and {removed} post(s).", highlight=False)
+    say(f"Removed {name} and {removed} post(s).")
 
 
 @contributors_app.command("import")
@@ -189,10 +193,10 @@ def contributors_import(file: Path) -> None:
     with aggregator() as agg:
         added, problems = agg.import_opml(file)
     for result in added:
-        out.print(f"Added {result.contributor}", highlight=False)
+        say(f"Added {result.contributor}")
     for problem in problems:
-        err.print(f"skipped {problem}", highlight=False, markup=False)
-    out.print(f"{len(added)} added, {len(problems)} skipped.")
+        say(f"skipped {problem}", err=True)
+    say(f"{len(added)} added, {len(problems)} skipped.")
 
 
 @contributors_app.command("export")
@@ -208,7 +212,7 @@ def contributors_export(
     if file is None:
         sys.stdout.write(data.decode("utf-8"))
     else:
-        out.print(f"Wrote {file}")
+        say(f"Wrote {file}")
 
 
 @app.command()
@@ -245,8 +249,8 @@ def poll(
             summary = agg.update_feeds(include_not_due=all_feeds)
     for result in summary.results:
         if result.outcome == "failed":
-            err.print(f"failed: {result.url}: {result.error}", highlight=False, markup=False)
-    out.print(summary.line(), highlight=False)
+            say(f"failed: {result.url}: {result.error}", err=True)
+    say(summary.line())
 
 
 @app.command()
@@ -256,7 +260,7 @@ def publish() -> None:
     with aggregator() as agg:
         paths = agg.publish()
     for path in paths:
-        out.print(f"Wrote {path}", highlight=False)
+        say(f"Wrote {path}")
 
 
 @app.command()
@@ -267,7 +271,7 @@ def status() -> None:
         rows = agg.status()
         pending = [c for c in agg.contributors() if not c.feeds]
     if not rows and not pending:
-        out.print("No feeds yet. Add one with: aggregator contributors add NAME URL")
+        say("No feeds yet. Add one with: aggregator contributors add NAME URL")
         return
     table = Table(
         "Contributor", "Feed", "Last fetch (UTC)", "Result", "Errors", "Next try (UTC)", "Posts"
@@ -307,7 +311,7 @@ def status() -> None:
             "next poll",
             "0",
         )
-    out.print(table)
+    print_table(table)
 
 
 @posts_app.command("hide")
@@ -316,7 +320,7 @@ def posts_hide(url: Annotated[str, typer.Argument(help="The post's link.")]) -> 
     """Hide a post from the feed, the page and digests (reversible with `posts show`)."""
     with aggregator() as agg:
         agg.hide_post(url, True)
-    out.print(f"Hidden: {url}. Run `aggregator publish` to update the outputs.", highlight=False)
+    say(f"Hidden: {url}. Run `aggregator publish` to update the outputs.")
 
 
 @posts_app.command("show")
@@ -325,7 +329,7 @@ def posts_show(url: Annotated[str, typer.Argument(help="The post's link.")]) -> 
     """Show a hidden post again."""
     with aggregator() as agg:
         agg.hide_post(url, False)
-    out.print(f"Shown again: {url}", highlight=False)
+    say(f"Shown again: {url}")
 
 
 @feeds_app.command("pause")
@@ -334,7 +338,7 @@ def feeds_pause(url: str) -> None:
     """Stop polling a feed until it is resumed."""
     with aggregator() as agg:
         agg.set_paused(url, True)
-    out.print(f"Paused {url}", highlight=False)
+    say(f"Paused {url}")
 
 
 @feeds_app.command("resume")
@@ -343,7 +347,7 @@ def feeds_resume(url: str) -> None:
     """Poll a paused or gone feed again, from the next poll on."""
     with aggregator() as agg:
         agg.set_paused(url, False)
-    out.print(f"Resumed {url}", highlight=False)
+    say(f"Resumed {url}")
 
 
 @app.command()
@@ -356,9 +360,9 @@ def demo(
     """Run the whole pipeline offline on bundled sample blogs served on loopback."""
     from .demo import run_demo
 
-    report = run_demo(output_dir, echo=lambda line: out.print(line, highlight=False))
+    report = run_demo(output_dir, echo=lambda line: say(line))
     for path in report.paths:
-        out.print(f"  {path}", highlight=False)
+        say(f"  {path}")
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def base_settings(tmp_path: Path, database_url: str, **sections: dict[str, Any])
         "publish": {"output_dir": str(tmp_path / "output")},
     }
     for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values}
+        data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
     return data
 
 

@@ -1,0 +1,140 @@
+"""The `aggregator` command as an organiser uses it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import feedparser
+from typer.testing import CliRunner
+
+from aggregator.cli import app
+from aggregator.loopback import Response
+
+from .conftest import item, rss, serve_feed
+
+runner = CliRunner()
+
+
+def write_config(tmp_path, database_url) -> str:
+    path = tmp_path / "event.toml"
+    path.write_text(
+        f"""
+[event]
+name = "Co-production Week 2017"
+site_url = "https://example.org/coproweek/"
+timezone = "Europe/London"
+tags = ["Co-production Week"]
+
+[database]
+url = "{database_url}"
+
+[polling]
+allow_private_addresses = true
+timeout_seconds = 5
+
+[publish]
+output_dir = "{tmp_path / "out"}"
+"""
+    )
+    return str(path)
+
+
+def run(config, *args):
+    result = runner.invoke(app, ["--config", config, *args], catch_exceptions=False)
+    return result
+
+
+def test_organiser_session(tmp_path, site, database_url):
+    config = write_config(tmp_path, database_url)
+    good = serve_feed(
+        site,
+        "/good",
+        rss(
+            item("Hello", guid="1", link="http://g.example/1", categories=("Co-production Week",)),
+            title="Good",
+        ),
+    )
+    serve_feed(site, "/bad", rss(item("x", guid="x")))
+
+    added = run(config, "contributors", "add", "Ann", good)
+    assert added.exit_code == 0, added.output
+    assert f"Added feed {good}" in added.output and "1 entries" in added.output
+    assert run(config, "contributors", "add", "Bob", site.url("/bad")).exit_code == 0
+    site.routes["/bad"] = Response(b"oops", status=500, content_type="text/plain")
+
+    listed = json.loads(run(config, "contributors", "list", "--json").output)
+    assert [(c["name"], [f["url"] for f in c["feeds"]]) for c in listed] == [
+        ("Ann", [good]),
+        ("Bob", [site.url("/bad")]),
+    ]
+
+    polled = run(config, "poll")
+    assert polled.exit_code == 0  # a poll with a failed feed still did its job
+    assert "feeds: 1 fetched, 0 not modified, 1 failed; posts: 1 new, 0 updated, 0 duplicate" in (
+        polled.output.replace("\n", " ")
+    )
+
+    status = run(config, "status")
+    assert "server error (500)" in status.output
+    assert "Ann" in status.output and "ok" in status.output
+
+    assert run(config, "publish").exit_code == 0
+    feed = feedparser.parse(str(tmp_path / "out" / "feed.atom"))
+    assert [e.title for e in feed.entries] == ["Hello"]
+
+    exported = run(config, "contributors", "export")
+    assert good in exported.output and exported.output.startswith("<?xml")
+
+    assert run(config, "posts", "hide", "http://g.example/1").exit_code == 0
+    run(config, "publish")
+    assert feedparser.parse(str(tmp_path / "out" / "feed.atom")).entries == []
+
+    removed = run(config, "contributors", "remove", "Ann")
+    assert "Removed Ann and 1 post(s)." in removed.output
+
+
+def test_errors_are_one_line_without_traceback(tmp_path, site, database_url):
+    config = write_config(tmp_path, database_url)
+    site.routes["/"] = Response(b"<html><head></head></html>", content_type="text/html")
+    result = runner.invoke(app, ["--config", config, "contributors", "add", "X", site.url("/")])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.strip().startswith("error: no feed found at")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[event]\nname = 3\n")
+    result = runner.invoke(app, ["--config", str(bad), "status"])
+    assert result.exit_code == 1
+    assert "event.name: Input should be a valid string" in result.output
+
+
+def test_every_command_has_help():
+    names = ["init", "poll", "publish", "status", "demo", "contributors", "posts", "feeds"]
+    for name in names:
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output, name
+
+
+def test_demo_runs_offline_and_publishes_a_valid_feed(tmp_path):
+    """The README's first command, as a real process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "aggregator.cli", "demo", "--output-dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "posts: 7 new, 0 updated, 1 duplicate" in result.stdout.replace("\n", " ")
+    feed = feedparser.parse(str(tmp_path / "demo" / "feed.atom"))
+    assert feed.bozo == 0
+    assert len(feed.entries) == 7
+    assert {e.author for e in feed.entries} == {
+        "Patrick Wood",
+        "Four Seasons Community Trust",
+        "Jo Ellis",
+        "Sam Okafor",
+        "Lee Brown",
+    }
+    assert str(tmp_path / "demo" / "index.html") in result.stdout
