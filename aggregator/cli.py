@@ -37,7 +37,9 @@ posts_app = typer.Typer(
 feeds_app = typer.Typer(help="Pause or resume polling of one feed.", no_args_is_help=True)
 app.add_typer(contributors_app, name="contributors")
 app.add_typer(posts_app, name="posts")
+subscribers_app = typer.Typer(help="Manage digest recipients.", no_args_is_help=True)
 app.add_typer(feeds_app, name="feeds")
+app.add_typer(subscribers_app, name="subscribers")
 
 out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -348,6 +350,87 @@ def feeds_resume(url: str) -> None:
     with aggregator() as agg:
         agg.set_paused(url, False)
     say(f"Resumed {url}")
+
+
+@app.command()
+@friendly
+def digest(
+    date: Annotated[
+        str | None, typer.Option(help="The local date YYYY-MM-DD (default: today).")
+    ] = None,
+    preview: Annotated[
+        Path | None, typer.Option(help="Write the HTML to FILE and send nothing.")
+    ] = None,
+) -> None:
+    """Send the daily digest to every subscriber not yet served for that date."""
+    import datetime as dt
+
+    try:
+        day = dt.date.fromisoformat(date) if date else None
+    except ValueError:
+        raise AggregatorError(f"--date {date!r}: use YYYY-MM-DD") from None
+    with aggregator() as agg:
+        if preview is not None:
+            say(f"Wrote preview {agg.preview_digest(preview, day)}")
+            return
+        report = agg.send_digest(day)
+    for email, reason in report.failed:
+        say(f"failed: {email}: {reason}", err=True)
+    say(report.line())
+
+
+@subscribers_app.command("add")
+@friendly
+def subscribers_add(emails: Annotated[list[str], typer.Argument(help="Addresses to add.")]) -> None:
+    """Add digest recipients (added by an organiser, so already confirmed)."""
+    with aggregator() as agg:
+        for email in emails:
+            address, new = agg.add_subscriber(email)
+            say(f"Added {address}" if new else f"{address} is already subscribed")
+
+
+@subscribers_app.command("remove")
+@friendly
+def subscribers_remove(email: str) -> None:
+    """Stop sending the digest to an address."""
+    with aggregator() as agg:
+        agg.remove_subscriber(email)
+    say(f"Removed {email}")
+
+
+@subscribers_app.command("list")
+@friendly
+def subscribers_list() -> None:
+    """Show every subscriber and whether they still get the digest."""
+    with aggregator() as agg:
+        rows = agg.subscribers()
+    if not rows:
+        say("No subscribers yet. Add one with: aggregator subscribers add EMAIL")
+        return
+    table = Table("Email", "Since (UTC)", "State")
+    for row in rows:
+        state = (
+            "subscribed"
+            if row.active
+            else ("unsubscribed" if row.unsubscribed_at else "awaiting confirmation")
+        )
+        table.add_row(row.email, _when(row.created_at), state)
+    print_table(table)
+    say(f"{sum(r.active for r in rows)} of {len(rows)} get the digest.")
+
+
+@app.command()
+@friendly
+def run() -> None:
+    """The worker: poll every interval (then publish), send the digest daily at send_at.
+
+    Stops cleanly on SIGINT/SIGTERM after the job in progress.
+    """
+    from .worker import run as run_worker
+
+    logging.getLogger("aggregator").setLevel(logging.INFO)
+    with aggregator() as agg:
+        run_worker(agg)
 
 
 @app.command()

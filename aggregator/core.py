@@ -7,12 +7,16 @@ together. It makes no decisions of its own beyond orchestration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from email_validator import EmailNotValidError, validate_email
+
+from . import digest as digests
 from .config import Settings
 from .discover import FoundFeed, discover, find_label_feeds
 from .errors import AggregatorError, DiscoveryError, DuplicateFeedError, FeedError
@@ -21,7 +25,7 @@ from .ingest import PollContext, poll_feed
 from .match import EventRules
 from .opml import OpmlEntry, read_opml, render_opml
 from .parse import parse_feed
-from .publish import write_atomic, write_outputs
+from .publish import PageDigest, write_atomic, write_outputs
 from .records import FeedUpdateResult, PollSummary
 from .storage import Storage
 from .storage.feeds import ContributorRow, FeedRow
@@ -266,7 +270,12 @@ class Aggregator:
 
     def publish(self) -> list[Path]:
         posts = self.storage.posts.latest(self.settings.publish.max_entries)
-        return write_outputs(self.settings, posts, self.opml_entries(), self.now())
+        archive = [
+            PageDigest(date, f"digests/{date.isoformat()}.html", count)
+            for date, count in self.storage.posts.digests()
+            if (self.settings.output_dir / "digests" / f"{date.isoformat()}.html").exists()
+        ]
+        return write_outputs(self.settings, posts, self.opml_entries(), self.now(), archive)
 
     def status(self) -> list[FeedRow]:
         return self.storage.feeds.feed_rows(with_posts=True)
@@ -276,3 +285,38 @@ class Aggregator:
 
     def set_paused(self, url: str, paused: bool) -> None:
         self.storage.feeds.set_paused(url, paused)
+
+    # ---- digest ----
+
+    def local_today(self) -> dt.date:
+        return self.now().astimezone(self.settings.event.tz).date()
+
+    def add_subscriber(self, email: str) -> tuple[str, bool]:
+        """Validate (syntax only) and add; returns the normalised address and whether it is new."""
+        try:
+            normalised = validate_email(email, check_deliverability=False).normalized
+        except EmailNotValidError as e:
+            raise AggregatorError(f"{email!r} is not a valid email address: {e}") from None
+        return normalised, self.storage.subscribers.add(normalised, self.now())
+
+    def remove_subscriber(self, email: str) -> None:
+        with contextlib.suppress(EmailNotValidError):
+            email = validate_email(email, check_deliverability=False).normalized
+        self.storage.subscribers.remove(email, self.now())
+
+    def subscribers(self) -> list:  # list[SubscriberRow]
+        return self.storage.subscribers.all()
+
+    def send_digest(self, date: dt.date | None = None) -> digests.DigestReport:
+        """Send the digest for a local date (default today) to everyone not yet served."""
+        report = digests.send_digest(
+            self.storage, self.settings, date or self.local_today(), self.now()
+        )
+        if report.posts:
+            self.publish()  # index.html lists the archived digest
+        return report
+
+    def preview_digest(self, path: Path, date: dt.date | None = None) -> Path:
+        html = digests.preview(self.storage, self.settings, date or self.local_today(), self.now())
+        write_atomic(path, html.encode("utf-8"))
+        return path

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .config import settings_from_dict
 from .core import Aggregator
-from .loopback import LoopbackSite, Response
+from .loopback import LoopbackSite, MailSink, Response
 
 # (contributor, homepage path, feed path, sample file, feed type)
 SAMPLE_BLOGS = [
@@ -39,11 +39,14 @@ SAMPLE_BLOGS = [
 ]
 
 
-def demo_settings(output_dir: Path, site_url: str = "http://localhost:8000/") -> dict:
+DEMO_SUBSCRIBERS = ["reader@example.org", "organiser@example.org"]
+
+
+def demo_settings(output_dir: Path, smtp_port: int = 25) -> dict:
     return {
         "event": {
             "name": "Co-production Week 2017",
-            "site_url": site_url,
+            "site_url": "http://localhost:8000/",
             "timezone": "Europe/London",
             "collect_from": "2017-05-01",
             "collect_until": "2017-07-31",
@@ -53,6 +56,11 @@ def demo_settings(output_dir: Path, site_url: str = "http://localhost:8000/") ->
         "database": {"url": f"sqlite:///{output_dir / 'aggregator.db'}"},
         "polling": {"allow_private_addresses": True, "timeout_seconds": 10},
         "publish": {"output_dir": str(output_dir)},
+        "digest": {
+            "sender": "Co-production Week <digest@example.org>",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_port,
+        },
     }
 
 
@@ -82,9 +90,9 @@ def run_demo(output_dir: Path, echo: Callable[[str], None] = print) -> DemoRepor
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True)
     report = DemoReport()
-    with LoopbackSite() as site:
+    with LoopbackSite() as site, MailSink() as mail:
         serve_samples(site)
-        settings = settings_from_dict(demo_settings(output_dir), "demo settings")
+        settings = settings_from_dict(demo_settings(output_dir, mail.port), "demo settings")
         with Aggregator(settings) as agg:
             echo(f"Serving {len(SAMPLE_BLOGS)} sample blogs at {site.base}")
             for name, home, *_ in SAMPLE_BLOGS:
@@ -94,5 +102,16 @@ def run_demo(output_dir: Path, echo: Callable[[str], None] = print) -> DemoRepor
             summary = agg.update_feeds()
             echo("Poll: " + summary.line())
             report.paths += agg.publish()
-            echo(f"Published {agg.storage.posts.count()} event posts:")
+            echo(f"Published {agg.storage.posts.count()} event posts.")
+            for email in DEMO_SUBSCRIBERS:
+                agg.add_subscriber(email)
+            digest = agg.send_digest()
+            echo(digest.line() + f", caught by a local mail server on port {mail.port}")
+            for number, (recipients, content) in enumerate(mail.messages, start=1):
+                path = output_dir / f"digest-{number}.eml"
+                path.write_bytes(content)
+                report.paths.append(path)
+                echo(f"  mail to {', '.join(recipients)} saved as {path.name}")
+            report.paths.append(output_dir / "digests" / f"{digest.date.isoformat()}.html")
+    echo("Outputs:")
     return report

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -127,3 +128,47 @@ class LoopbackSite:
         handler.end_headers()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             handler.wfile.write(body)
+
+
+class MailSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives.
+
+    `refuse` holds addresses it answers 550 for, to test failed deliveries.
+    """
+
+    def __init__(self, host: str = "127.0.0.1"):
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[tuple[list[str], bytes]] = []
+        self.refuse: set[str] = set()
+        sink = self
+
+        class _Handler:
+            async def handle_RCPT(self, server, session, envelope, address, options):
+                if address.lower() in sink.refuse:
+                    return "550 5.1.1 mailbox unavailable"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                sink.messages.append((list(envelope.rcpt_tos), envelope.content))
+                return "250 Message accepted"
+
+        # aiosmtpd cannot listen on port 0 (it probes its own port): pick a free one
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            self.port: int = probe.getsockname()[1]
+        self.controller = Controller(_Handler(), hostname=host, port=self.port)
+
+    def start(self) -> MailSink:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def __enter__(self) -> MailSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from ..dedupe import canonical_url, link_key
 from ..errors import NotFoundError
-from ..models import Contributor, Feed, Post, PostSource
+from ..models import Contributor, Digest, Feed, Post, PostSource
 from ..records import PostIntent, StoreCounts
 
 
@@ -205,6 +206,64 @@ class PostStore:
                 .limit(limit)
             )
             return self._views(session, query)
+
+    def _select(self):
+        return select(Post, Contributor.name, Feed.url, Feed.title).where(
+            col(Post.hidden).is_(False)
+        )
+
+    def digest_posts(self, date: dt.date) -> list[PostView]:
+        """The posts the digest for `date` holds, in their latest version, oldest first."""
+        with Session(self.engine) as session:
+            query = self._select().where(Post.digest_date == date).order_by(Post.sort_date, Post.id)
+            return self._views(session, query)
+
+    def unsent_posts(self, before: dt.datetime) -> list[PostView]:
+        """Posts no digest has held yet, first seen before `before`."""
+        with Session(self.engine) as session:
+            query = (
+                self._select()
+                .where(col(Post.digest_date).is_(None), col(Post.first_seen) < before)
+                .order_by(Post.sort_date, Post.id)
+            )
+            return self._views(session, query)
+
+    def make_digest(
+        self, date: dt.date, now: dt.datetime, *, allow_empty: bool
+    ) -> list[PostView] | None:
+        """Fix the posts of the digest for `date` (once); None when there is nothing to send."""
+        with Session(self.engine) as session:
+            if session.get(Digest, date) is None:
+                ids = session.exec(
+                    select(Post.id).where(
+                        col(Post.digest_date).is_(None),
+                        col(Post.hidden).is_(False),
+                        col(Post.first_seen) < now,
+                    )
+                ).all()
+                if not ids and not allow_empty:
+                    return None
+                session.add(Digest(digest_date=date, created_at=now, post_count=len(ids)))
+                for start in range(0, len(ids), 500):
+                    session.execute(
+                        update(Post)
+                        .where(col(Post.id).in_(ids[start : start + 500]))
+                        .values(digest_date=date)
+                    )
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()  # another run made it first: use theirs
+        return self.digest_posts(date)
+
+    def digests(self) -> list[tuple[dt.date, int]]:
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(Digest.digest_date, Digest.post_count).order_by(
+                    col(Digest.digest_date).desc()
+                )
+            ).all()
+            return [(d, int(n)) for d, n in rows]
 
     def count(self) -> int:
         with Session(self.engine) as session:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from ..errors import NotFoundError
-from ..models import Subscriber
+from ..models import Delivery, Subscriber
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,64 @@ class SubscriberStore:
 
     def active(self) -> list[SubscriberRow]:
         return [s for s in self.all() if s.active]
+
+    # ---- deliveries ----
+
+    def awaiting_delivery(self, date: dt.date) -> list[SubscriberRow]:
+        """Active subscribers with no delivery for `date`, or a failed one to retry."""
+        with Session(self.engine) as session:
+            done = select(Delivery.subscriber_id).where(
+                Delivery.digest_date == date, col(Delivery.status).in_(["sent", "sending"])
+            )
+            rows = session.exec(
+                select(Subscriber)
+                .where(
+                    col(Subscriber.confirmed).is_(True),
+                    col(Subscriber.unsubscribed_at).is_(None),
+                    col(Subscriber.id).not_in(done),
+                )
+                .order_by(Subscriber.id)
+            ).all()
+            return [_row(s) for s in rows]
+
+    def mark_delivery(
+        self,
+        subscriber_id: int,
+        date: dt.date,
+        status: str,
+        message_id: str,
+        now: dt.datetime,
+        error: str | None = None,
+    ) -> None:
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(Delivery).where(
+                    Delivery.subscriber_id == subscriber_id, Delivery.digest_date == date
+                )
+            ).first()
+            if row is None:
+                row = Delivery(
+                    subscriber_id=subscriber_id,
+                    digest_date=date,
+                    status=status,
+                    message_id=message_id,
+                    updated_at=now,
+                )
+            row.status = status
+            row.message_id = message_id
+            row.updated_at = now
+            row.error = error
+            if status == "sending":
+                row.attempts += 1
+            session.add(row)
+            session.commit()
+
+    def deliveries(self, date: dt.date) -> dict[str, str]:
+        """email -> delivery status for one digest date."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(Subscriber.email, Delivery.status)
+                .join(Delivery, col(Delivery.subscriber_id) == Subscriber.id)
+                .where(Delivery.digest_date == date)
+            ).all()
+            return dict(rows)

@@ -1,0 +1,216 @@
+"""The daily digest: choose the posts, render one email per subscriber, send, record.
+
+Exactly once: the posts of the digest for date D are fixed the first time it is
+made (each post carries the date of the one digest that held it). Each
+(subscriber, D) has one delivery row, written as "sending" *before* the message
+goes to the SMTP server and "sent" after; a rerun skips both, so a crash between
+the server's acceptance and the record can never send a second copy (the cost
+is that a crash in that window leaves the row "sending" and that subscriber may
+miss one digest: at most once, never twice). A refused or failed delivery is
+"failed" and retried on the next run, for that subscriber alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from urllib.parse import quote
+
+from .config import Settings
+from .errors import DeliveryError
+from .publish import templates, write_atomic
+from .storage import Storage
+from .storage.posts import PostView
+from .storage.subscribers import SubscriberRow
+from .text import excerpt, one_line
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DigestReport:
+    date: dt.date
+    posts: int = 0
+    sent: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped_reason: str | None = None
+    #: deliveries a crash interrupted mid-send: not retried, so nobody gets two
+    uncertain: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        if self.skipped_reason:
+            return f"digest {self.date}: {self.skipped_reason}"
+        text = f"digest {self.date}: {self.posts} post(s), sent to {len(self.sent)} subscriber(s)"
+        if self.failed:
+            text += f", {len(self.failed)} failed (retried on the next run)"
+        if self.uncertain:
+            text += (
+                f", {len(self.uncertain)} interrupted by a crash while sending "
+                "(not retried, to avoid a second copy)"
+            )
+        return text
+
+
+def subject(settings: Settings, date: dt.date, count: int) -> str:
+    plural = "post" if count == 1 else "posts"
+    return one_line(f"{settings.event.name}: {count} new {plural} on {date:%-d %B %Y}")
+
+
+def render(
+    settings: Settings, date: dt.date, posts: list[PostView], unsubscribe_url: str
+) -> tuple[str, str]:
+    """(plain text, HTML) of one digest."""
+    tz = settings.event.tz
+    context = {
+        "event": settings.event,
+        "date": date,
+        "posts": posts,
+        "excerpt": lambda p: excerpt(p.text, 50),
+        "local": lambda d: d.astimezone(tz),
+        "unsubscribe_url": unsubscribe_url,
+        "subject": subject(settings, date, len(posts)),
+    }
+    env = templates()
+    return (
+        env.get_template("digest.txt").render(context),
+        env.get_template("digest.html").render(context),
+    )
+
+
+def unsubscribe_url(settings: Settings, token: str) -> str:
+    return f"{settings.event.site_url}unsubscribe/{quote(token)}"
+
+
+def build_message(
+    settings: Settings,
+    date: dt.date,
+    posts: list[PostView],
+    subscriber: SubscriberRow,
+    message_id: str,
+    now: dt.datetime,
+) -> EmailMessage:
+    unsubscribe = unsubscribe_url(settings, subscriber.token)
+    text, html = render(settings, date, posts, unsubscribe)
+    sender_name, sender_addr = parseaddr(settings.digest.sender)
+    msg = EmailMessage()
+    msg["Subject"] = subject(settings, date, len(posts))
+    msg["From"] = Address(display_name=one_line(sender_name), addr_spec=sender_addr)
+    msg["To"] = subscriber.email
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id
+    host = sender_addr.rpartition("@")[2] or "localhost"
+    msg["List-Id"] = f"{one_line(settings.event.name)} <digest.{host}>"
+    msg["List-Unsubscribe"] = f"<{unsubscribe}>, <mailto:{sender_addr}?subject=unsubscribe>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    return msg
+
+
+class Mailer:
+    """One SMTP connection for a batch, opened on first use."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings.digest
+        self._smtp: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        d = self.settings
+        try:
+            if d.smtp_security == "tls":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    d.smtp_host, d.smtp_port, timeout=30, context=ssl.create_default_context()
+                )
+            else:
+                smtp = smtplib.SMTP(d.smtp_host, d.smtp_port, timeout=30)
+                if d.smtp_security == "starttls":
+                    smtp.starttls(context=ssl.create_default_context())
+            if d.smtp_user:
+                smtp.login(d.smtp_user, d.smtp_password)
+        except smtplib.SMTPAuthenticationError:
+            raise DeliveryError(
+                "the mail server refused the login: check digest.smtp_user and "
+                "$AGGREGATOR_SMTP_PASSWORD"
+            ) from None
+        except (OSError, smtplib.SMTPException) as e:
+            raise DeliveryError(
+                f"cannot reach the mail server {d.smtp_host}:{d.smtp_port} ({e}); check "
+                "digest.smtp_host, smtp_port and smtp_security"
+            ) from None
+        return smtp
+
+    def send(self, msg: EmailMessage) -> None:
+        if self._smtp is None:
+            self._smtp = self._connect()
+        self._smtp.send_message(msg)
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self._smtp.quit()
+            self._smtp = None
+
+
+def archive(settings: Settings, date: dt.date, posts: list[PostView]) -> None:
+    """Keep the web copy of a sent digest as output/digests/YYYY-MM-DD.html."""
+    _text, html = render(settings, date, posts, settings.event.site_url)
+    write_atomic(settings.output_dir / "digests" / f"{date.isoformat()}.html", html.encode())
+
+
+def preview(storage: Storage, settings: Settings, date: dt.date, now: dt.datetime) -> str:
+    """The HTML that would be sent for `date`; changes nothing."""
+    posts = storage.posts.digest_posts(date) or storage.posts.unsent_posts(now)
+    return render(settings, date, posts, unsubscribe_url(settings, "PREVIEW"))[1]
+
+
+def send_digest(
+    storage: Storage, settings: Settings, date: dt.date, now: dt.datetime
+) -> DigestReport:
+    report = DigestReport(date)
+    subs = storage.subscribers
+    posts = storage.posts.make_digest(date, now, allow_empty=not settings.digest.skip_when_empty)
+    if posts is None:
+        report.skipped_reason = "no new event posts; nothing sent (digest.skip_when_empty)"
+        log.info(report.line())
+        return report
+    report.posts = len(posts)
+    report.uncertain = [e for e, status in subs.deliveries(date).items() if status == "sending"]
+    archive(settings, date, posts)
+    mailer = Mailer(settings)
+    domain = parseaddr(settings.digest.sender)[1].rpartition("@")[2] or None
+    try:
+        for subscriber in subs.awaiting_delivery(date):
+            message_id = make_msgid(domain=domain)
+            msg = build_message(settings, date, posts, subscriber, message_id, now)
+            subs.mark_delivery(subscriber.id, date, "sending", message_id, now)
+            try:
+                mailer.send(msg)
+            except smtplib.SMTPRecipientsRefused as e:
+                reason = "; ".join(
+                    f"{code} {text.decode(errors='replace')}"
+                    for code, text in e.recipients.values()
+                )
+                subs.mark_delivery(subscriber.id, date, "failed", message_id, now, reason)
+                report.failed.append((subscriber.email, reason))
+                continue
+            except (DeliveryError, OSError, smtplib.SMTPException) as e:
+                subs.mark_delivery(subscriber.id, date, "failed", message_id, now, str(e))
+                report.failed.append((subscriber.email, str(e)))
+                mailer.close()
+                if isinstance(e, DeliveryError):
+                    # the server cannot be reached: the others wait for the next run
+                    raise
+                continue
+            subs.mark_delivery(subscriber.id, date, "sent", message_id, now)
+            report.sent.append(subscriber.email)
+    finally:
+        mailer.close()
+    log.info(report.line())
+    return report

@@ -1,0 +1,110 @@
+"""`aggregator run`: poll every interval (then publish), send the digest daily.
+
+APScheduler 3 runs the jobs in one worker thread, so a poll and a digest never
+overlap and two polls never run at once. SIGINT/SIGTERM stop the scheduler
+after the job in progress finishes: no half-written output, no half-recorded
+digest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .core import Aggregator
+from .errors import AggregatorError
+
+log = logging.getLogger("aggregator.worker")
+
+
+def digest_trigger(agg: Aggregator) -> CronTrigger:
+    """Every day at `send_at` in the event's time zone (DST handled by zoneinfo)."""
+    send = agg.settings.digest.send_time
+    return CronTrigger(hour=send.hour, minute=send.minute, timezone=agg.settings.event.tz)
+
+
+def missed_digest_today(agg: Aggregator) -> bool:
+    """True when today's send time has passed and today's digest was never made."""
+    now_local = agg.now().astimezone(agg.settings.event.tz)
+    send_today = dt.datetime.combine(
+        now_local.date(), agg.settings.digest.send_time, tzinfo=agg.settings.event.tz
+    )
+    made = {date for date, _ in agg.storage.posts.digests()}
+    return now_local >= send_today and now_local.date() not in made
+
+
+class Worker:
+    def __init__(self, agg: Aggregator):
+        self.agg = agg
+        self.stopping = threading.Event()
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+            timezone=agg.settings.event.tz,
+        )
+
+    def poll_job(self) -> None:
+        try:
+            summary = self.agg.update_feeds()
+            log.info("poll: %s", summary.line())
+            if summary.changed:
+                self.agg.publish()
+                log.info("publish: outputs written")
+        except AggregatorError as e:
+            log.error("poll failed: %s", e)
+
+    def digest_job(self) -> None:
+        try:
+            log.info(self.agg.send_digest().line())
+        except AggregatorError as e:
+            log.error("digest failed: %s (retried at the next run)", e)
+
+    def start(self) -> None:
+        agg = self.agg
+        agg.publish()
+        log.info("publish: outputs written on start")
+        minutes = agg.settings.polling.interval_minutes
+        self.scheduler.add_job(
+            self.poll_job,
+            IntervalTrigger(minutes=minutes, jitter=min(60, minutes * 6)),
+            id="poll",
+            next_run_time=dt.datetime.now(dt.UTC),
+        )
+        self.scheduler.add_job(self.digest_job, digest_trigger(agg), id="digest")
+        if missed_digest_today(agg):
+            log.info("digest: today's send time passed while stopped; sending now")
+            self.scheduler.add_job(self.digest_job, id="digest-catch-up")
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        # wait=True lets the job in progress finish
+        self.scheduler.shutdown(wait=True)
+
+
+def run(agg: Aggregator) -> None:
+    worker = Worker(agg)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping after the current job", signal.Signals(signum).name)
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.start()
+    log.info(
+        "worker started: polling every %d min, digest daily at %s %s",
+        agg.settings.polling.interval_minutes,
+        agg.settings.digest.send_at,
+        agg.settings.event.timezone,
+    )
+    while not worker.stopping.wait(1):
+        pass
+    worker.stop()
+    log.info("worker stopped")
