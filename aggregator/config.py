@@ -68,7 +68,9 @@ class PollingSettings(_Section):
     interval_minutes: Annotated[int, Field(ge=1)] = 30
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
     #: requests at once to one host (many blogs live on blogspot.com, wordpress.com…)
-    per_host_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    per_host_concurrency: Annotated[int, Field(ge=1, le=1000)] = 4
+    #: request starts per second to one host
+    per_host_per_second: Annotated[float, Field(gt=0)] = 10
     timeout_seconds: Annotated[float, Field(gt=0)] = 20
     max_feed_bytes: Annotated[int, Field(ge=1024)] = 5_000_000
     allow_private_addresses: bool = False

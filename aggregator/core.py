@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .match import EventRules
 from .opml import OpmlEntry, read_opml, render_opml
 from .parse import parse_feed
 from .publish import PageDigest, write_atomic, write_outputs
-from .records import FeedUpdateResult, PollSummary
+from .records import FeedToFetch, FeedUpdateResult, PollSummary
 from .storage import Storage
 from .storage.feeds import ContributorRow, FeedRow
 
@@ -69,6 +70,7 @@ class Aggregator:
             max_bytes=polling.max_feed_bytes,
             allow_private_addresses=polling.allow_private_addresses,
             per_host_concurrency=polling.per_host_concurrency,
+            per_host_per_second=polling.per_host_per_second,
             user_agent=f"event-aggregator (+{event.site_url})",
         )
         self._sync_seeds()
@@ -107,7 +109,7 @@ class Aggregator:
         self, name: str, url: str, feed_url: str | None, all_posts: bool
     ) -> AddResult:
         async with make_client(4, self.limits) as client:
-            gate = HostGate(self.limits.per_host_concurrency)
+            gate = HostGate(self.limits.per_host_concurrency, self.limits.per_host_per_second)
             main = await self._find_main_feed(client, gate, url, feed_url)
             if self.storage.feeds.feed_exists(main.url):
                 raise DuplicateFeedError(f"the feed {main.url} is already registered")
@@ -201,43 +203,47 @@ class Aggregator:
     ) -> PollSummary:
         polling = self.settings.polling
         summary = PollSummary()
-        async with make_client(polling.concurrency, self.limits) as client:
-            gate = HostGate(self.limits.per_host_concurrency)
-            await self._discover_pending(client, gate)
-            now = self.now()
-            targets = self.storage.feeds.due(now, include_not_due=include_not_due)
-            if on_start:
-                on_start(len(targets))
-            ctx = PollContext(
-                storage=self.storage,
-                rules=self.rules,
-                client=client,
-                limits=self.limits,
-                gate=gate,
-                interval=dt.timedelta(minutes=polling.interval_minutes),
-                max_backoff=dt.timedelta(hours=polling.max_backoff_hours),
-                now=now,
-            )
-            slots = asyncio.Semaphore(polling.concurrency)
+        with ThreadPoolExecutor(1, thread_name_prefix="process") as processor:
+            async with make_client(polling.concurrency, self.limits) as client:
+                gate = HostGate(self.limits.per_host_concurrency, self.limits.per_host_per_second)
+                await self._discover_pending(client, gate)
+                now = self.now()
+                targets = self.storage.feeds.due(now, include_not_due=include_not_due)
+                if on_start:
+                    on_start(len(targets))
+                ctx = PollContext(
+                    storage=self.storage,
+                    rules=self.rules,
+                    client=client,
+                    limits=self.limits,
+                    gate=gate,
+                    interval=dt.timedelta(minutes=polling.interval_minutes),
+                    max_backoff=dt.timedelta(hours=polling.max_backoff_hours),
+                    now=now,
+                    processor=processor,
+                )
+                # a slot is held until the feed is processed: at most `concurrency` bodies
+                # wait in memory at once
+                slots = asyncio.Semaphore(polling.concurrency)
 
-            async def one(target) -> FeedUpdateResult:
-                async with slots:
-                    try:
-                        return await poll_feed(target, ctx)
-                    except Exception as e:  # a bug must not stop the other feeds
-                        log.exception("polling %s failed unexpectedly", target.url)
-                        return FeedUpdateResult(
-                            target.feed_id,
-                            target.url,
-                            "failed",
-                            error=f"internal error: {type(e).__name__}: {e}"[:300],
-                        )
+                async def one(target: FeedToFetch) -> FeedUpdateResult:
+                    async with slots:
+                        try:
+                            return await poll_feed(target, ctx)
+                        except Exception as e:  # a bug must not stop the other feeds
+                            log.exception("polling %s failed unexpectedly", target.url)
+                            return FeedUpdateResult(
+                                target.feed_id,
+                                target.url,
+                                "failed",
+                                error=f"internal error: {type(e).__name__}: {e}"[:300],
+                            )
 
-            for next_done in asyncio.as_completed([one(t) for t in targets]):
-                result = await next_done
-                summary.add(result)
-                if on_result:
-                    on_result(result)
+                for next_done in asyncio.as_completed([one(t) for t in targets]):
+                    result = await next_done
+                    summary.add(result)
+                    if on_result:
+                        on_result(result)
         return summary
 
     async def _discover_pending(self, client, gate: HostGate) -> None:

@@ -48,6 +48,7 @@ class FetchLimits:
     max_bytes: int = 5_000_000
     allow_private_addresses: bool = False
     per_host_concurrency: int = 4
+    per_host_per_second: float = 10.0
     user_agent: str = f"event-aggregator/{__version__}"
 
 
@@ -100,6 +101,17 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
+def _server_now(headers: httpx.Headers) -> float:
+    """The server's clock (its Date header): HTTP dates in its answer are relative to it."""
+    try:
+        when = email.utils.parsedate_to_datetime(headers.get("date", ""))
+    except (TypeError, ValueError, IndexError):
+        when = None
+    if when is None or when.tzinfo is None:
+        return time.time()
+    return when.timestamp()
+
+
 def _fresh_for(headers: httpx.Headers) -> float | None:
     cache_control = headers.get("cache-control", "")
     for directive in cache_control.split(","):
@@ -115,24 +127,53 @@ def _fresh_for(headers: httpx.Headers) -> float | None:
         except (TypeError, ValueError, IndexError):
             return None
         if when is not None and when.tzinfo is not None:
-            return max(0.0, when.timestamp() - time.time())
+            return max(0.0, when.timestamp() - _server_now(headers))
     return None
 
 
+def host_key(url: str) -> str:
+    """Blogs on one platform share its servers: *.blogspot.com counts as one host."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        return ".".join(host.rsplit(".", 2)[-2:])
+
+
+class _Gate:
+    def __init__(self, at_once: int, per_second: float):
+        self.slots = asyncio.Semaphore(at_once)
+        self.spacing = 1.0 / per_second
+        self.next_start = 0.0
+
+    async def __aenter__(self) -> None:
+        await self.slots.acquire()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = max(now, self.next_start)
+        self.next_start = start + self.spacing
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.slots.release()
+
+
 class HostGate:
-    """At most N requests at once to one host, so a poll never bursts one platform."""
+    """Per host: at most N requests at once and M starts per second, so a poll never
+    bursts one platform into 429s."""
 
-    def __init__(self, per_host: int):
-        self._per_host = per_host
-        self._gates: dict[str, asyncio.Semaphore] = {}
+    def __init__(self, at_once: int, per_second: float = 10.0):
+        self._at_once = at_once
+        self._per_second = per_second
+        self._gates: dict[str, _Gate] = {}
 
-    def __call__(self, url: str) -> asyncio.Semaphore:
-        host = (urlsplit(url).hostname or "").lower()
-        # blogs on one platform share its servers: group *.blogspot.com etc. by their last labels
-        key = ".".join(host.rsplit(".", 2)[-2:]) if host.count(".") >= 2 else host
+    def __call__(self, url: str) -> _Gate:
+        key = host_key(url)
         gate = self._gates.get(key)
         if gate is None:
-            gate = self._gates[key] = asyncio.Semaphore(self._per_host)
+            gate = self._gates[key] = _Gate(self._at_once, self._per_second)
         return gate
 
 
@@ -293,7 +334,9 @@ def _raise_for_status(response: httpx.Response) -> None:
         )
     retry_after = None
     if status in (429, 503):
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        retry_after = parse_retry_after(
+            response.headers.get("retry-after"), _server_now(response.headers)
+        )
     words = _STATUS_WORDS.get(status)
     if words is None:
         kind = "server error" if status >= 500 else "unexpected answer"

@@ -8,11 +8,16 @@ it records the reason and returns a FeedUpdateResult, so a batch goes on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
 import random
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 from sqlalchemy.exc import OperationalError
@@ -22,16 +27,26 @@ from .errors import FeedError
 from .fetch import FetchLimits, HostGate, fetch
 from .match import EventRules
 from .parse import parse_feed
-from .records import EntryData, FeedToFetch, FeedUpdateResult, ParsedFeed, PostIntent
+from .records import (
+    EntryData,
+    FeedToFetch,
+    FeedUpdateResult,
+    FetchResult,
+    ParsedFeed,
+    PostIntent,
+)
 from .sanitize import sanitize_html
 from .storage import Storage
 from .storage.feeds import FeedOutcome
 from .text import excerpt, html_to_text
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: a server's cache headers may push the next poll later, but never by more than this
 MAX_FRESHNESS = dt.timedelta(hours=2)
+#: entries read from one feed; a feed of thousands is cut here (newest first is the norm)
+MAX_ENTRIES_PER_FEED = 1000
 #: how often a locked database is retried before the feed's poll is reported failed
 DB_RETRIES = 5
 
@@ -102,6 +117,13 @@ class PollContext:
     interval: dt.timedelta
     max_backoff: dt.timedelta
     now: dt.datetime
+    #: one thread for parsing and database work, so the event loop keeps serving the
+    #: network (a long parse must not make other feeds' fetches time out) and writes
+    #: to the database come one at a time
+    processor: Executor
+
+    async def run(self, func: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.processor, func)
 
 
 def next_due_after_success(
@@ -130,10 +152,9 @@ def next_due_after_failure(
 
 
 async def poll_feed(target: FeedToFetch, ctx: PollContext) -> FeedUpdateResult:
-    storage, now = ctx.storage, ctx.now
-    contributor_id, all_posts, body_hash, errors_so_far = storage.feeds.feed_context(target.feed_id)
+    """Fetch one feed on the event loop, then process it on the processor thread."""
     try:
-        result = await fetch(
+        result: FetchResult | FeedError = await fetch(
             ctx.client,
             target.url,
             ctx.limits,
@@ -142,62 +163,73 @@ async def poll_feed(target: FeedToFetch, ctx: PollContext) -> FeedUpdateResult:
             gate=ctx.gate,
         )
     except FeedError as e:
-        retry_until = now + dt.timedelta(seconds=e.retry_after) if e.retry_after else None
-        due = next_due_after_failure(
-            now, ctx.interval, ctx.max_backoff, errors_so_far, e.retry_after
-        )
-        await _record(
-            storage,
-            target.feed_id,
-            FeedOutcome(
-                "failed", now, due, error=e.reason, retry_after_until=retry_until, gone=e.gone
-            ),
-        )
-        return FeedUpdateResult(target.feed_id, target.url, "failed", error=e.reason)
+        result = e
+    return await ctx.run(lambda: process_fetched(target, result, ctx))
 
+
+def process_fetched(
+    target: FeedToFetch, result: FetchResult | FeedError, ctx: PollContext
+) -> FeedUpdateResult:
+    storage, now = ctx.storage, ctx.now
+    contributor_id, all_posts, body_hash, errors_so_far = with_db_retry(
+        lambda: storage.feeds.feed_context(target.feed_id)
+    )
+
+    def failed(error: FeedError) -> FeedUpdateResult:
+        retry_until = now + dt.timedelta(seconds=error.retry_after) if error.retry_after else None
+        due = next_due_after_failure(
+            now, ctx.interval, ctx.max_backoff, errors_so_far, error.retry_after
+        )
+        outcome = FeedOutcome(
+            "failed", now, due, error=error.reason, retry_after_until=retry_until, gone=error.gone
+        )
+        with_db_retry(lambda: storage.feeds.record(target.feed_id, outcome))
+        return FeedUpdateResult(target.feed_id, target.url, "failed", error=error.reason)
+
+    if isinstance(result, FeedError):
+        return failed(result)
     due = next_due_after_success(now, ctx.interval, result.fresh_for)
     new_hash = hashlib.sha256(result.content).hexdigest() if result.modified else None
     if not result.modified or new_hash == body_hash:
         # 304, or a server that ignores conditional GET but sent the same bytes
-        await _record(
-            storage,
-            target.feed_id,
-            FeedOutcome(
-                "not_modified",
-                now,
-                due,
-                etag=result.etag,
-                last_modified=result.last_modified,
-                moved_to=result.moved_to,
-            ),
+        outcome = FeedOutcome(
+            "not_modified",
+            now,
+            due,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            moved_to=result.moved_to,
         )
+        with_db_retry(lambda: storage.feeds.record(target.feed_id, outcome))
         return FeedUpdateResult(target.feed_id, target.url, "not_modified")
 
     try:
         parsed = parse_feed(result.content, result.url, result.content_type)
+        if len(parsed.entries) > MAX_ENTRIES_PER_FEED:
+            parsed = dataclasses.replace(
+                parsed,
+                entries=parsed.entries[:MAX_ENTRIES_PER_FEED],
+                problem=f"the feed lists {len(parsed.entries):,} entries; only the first "
+                f"{MAX_ENTRIES_PER_FEED:,} are read",
+            )
         intents = decide_posts(parsed, ctx.rules, all_posts, now)
-        counts = await _with_db_retry(
+        counts = with_db_retry(
             lambda: storage.posts.store(target.feed_id, contributor_id, intents, now)
         )
     except FeedError as e:
-        due = next_due_after_failure(now, ctx.interval, ctx.max_backoff, errors_so_far, None)
-        await _record(storage, target.feed_id, FeedOutcome("failed", now, due, error=e.reason))
-        return FeedUpdateResult(target.feed_id, target.url, "failed", error=e.reason)
-    await _record(
-        storage,
-        target.feed_id,
-        FeedOutcome(
-            "ok",
-            now,
-            due,
-            problem=parsed.problem,
-            title=parsed.title,
-            etag=result.etag,
-            last_modified=result.last_modified,
-            body_hash=new_hash,
-            moved_to=result.moved_to,
-        ),
+        return failed(e)
+    outcome = FeedOutcome(
+        "ok",
+        now,
+        due,
+        problem=parsed.problem,
+        title=parsed.title,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        body_hash=new_hash,
+        moved_to=result.moved_to,
     )
+    with_db_retry(lambda: storage.feeds.record(target.feed_id, outcome))
     return FeedUpdateResult(
         target.feed_id,
         target.url,
@@ -209,8 +241,8 @@ async def poll_feed(target: FeedToFetch, ctx: PollContext) -> FeedUpdateResult:
     )
 
 
-async def _with_db_retry(action):
-    """Retry a write while the database is locked or briefly unavailable."""
+def with_db_retry(action: Callable[[], T]) -> T:
+    """Retry a database call while the database is locked or briefly unavailable."""
     for attempt in range(DB_RETRIES):
         try:
             return action()
@@ -218,9 +250,5 @@ async def _with_db_retry(action):
             if attempt == DB_RETRIES - 1:
                 raise FeedError(f"the database was unavailable ({str(e.orig)[:120]})") from None
             log.warning("database busy (%s); retrying", e.orig)
-            await asyncio.sleep(0.2 * 2**attempt)
+            time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
-
-
-async def _record(storage: Storage, feed_id: int, outcome: FeedOutcome) -> None:
-    await _with_db_retry(lambda: storage.feeds.record(feed_id, outcome))

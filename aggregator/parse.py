@@ -37,6 +37,8 @@ _JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 def parse_feed(content: bytes, url: str, content_type: str = "") -> ParsedFeed:
     """Read a feed; raise FeedError when the bytes are not a feed at all."""
     head = content[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head.strip():
+        raise FeedError("not a feed (the server sent an empty answer)")
     if head.startswith(b"{") or "json" in content_type.lower():
         return parse_json_feed(content, url)
     problem = None
@@ -54,7 +56,7 @@ def parse_feed(content: bytes, url: str, content_type: str = "") -> ParsedFeed:
         sanitize_html=False,
         resolve_relative_uris=False,
     )
-    if not parsed.version and not parsed.entries:
+    if not parsed.get("version") and not parsed.get("entries"):
         if _HTML_START.match(content[:4096]):
             raise FeedError("not a feed (got an HTML page)")
         raise FeedError("not a feed (could not read it as RSS, Atom or JSON Feed)")

@@ -56,7 +56,13 @@ def base_settings(tmp_path: Path, database_url: str, **sections: dict[str, Any])
             "keywords": ["co-production week"],
         },
         "database": {"url": database_url},
-        "polling": {"allow_private_addresses": True, "timeout_seconds": 5},
+        # every test feed lives on 127.0.0.1: the per-host politeness limits would only slow tests
+        "polling": {
+            "allow_private_addresses": True,
+            "timeout_seconds": 5,
+            "per_host_concurrency": 16,
+            "per_host_per_second": 1000,
+        },
         "publish": {"output_dir": str(tmp_path / "output")},
     }
     for name, values in sections.items():

@@ -157,3 +157,17 @@ def test_text_fingerprint_ignores_case_spacing_and_skips_short_texts():
 )
 def test_sanitising(dirty, clean):
     assert sanitize_html(dirty, "https://b.example/dir/post.html") == clean
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from pathlib import Path
+
+    from aggregator.config import Settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for section, field in Settings.model_fields.items():
+        if section == "contributors":
+            assert "[[contributors]]" in readme
+            continue
+        for key in field.annotation.model_fields:
+            assert f"{section}.{key}" in readme or f"`{key}`" in readme, f"{section}.{key}"
