@@ -1,5 +1,9 @@
 """Feed bytes -> ParsedFeed: RSS 0.9x/1.0/2.0 and Atom through feedparser, JSON Feed 1.x here.
 
+Well-formed UTF-8 feeds without xml:base and a few other features take the fast path
+(`fastparse`, lxml-based) first; everything else, and anything it declines, goes to
+feedparser.
+
 feedparser's own HTML sanitising and URL resolution inside content are turned
 off: `sanitize` does both with nh3, once, for every format. Untrusted bytes are
 always handed to feedparser wrapped in BytesIO, since feedparser treats a plain
@@ -20,6 +24,7 @@ import feedparser
 from dateutil import parser as date_parser
 
 from .errors import FeedError
+from .fastparse import fast_parse
 from .records import EntryData, ParsedFeed
 from .sanitize import absolute_url
 from .text import html_to_text, one_line, strip_controls
@@ -41,6 +46,9 @@ def parse_feed(content: bytes, url: str, content_type: str = "") -> ParsedFeed:
         raise FeedError("not a feed (the server sent an empty answer)")
     if head.startswith(b"{") or "json" in content_type.lower():
         return parse_json_feed(content, url)
+    fast = fast_parse(content, url)
+    if fast is not None:
+        return fast
     problem = None
     if _ENTITY_DECL.search(content[:65536]):
         content = _DOCTYPE_SUBSET.sub(b"", content, count=1)

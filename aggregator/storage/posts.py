@@ -76,6 +76,7 @@ class PostStore:
     def store(
         self, feed_id: int, contributor_id: int, intents: list[PostIntent], now: dt.datetime
     ) -> StoreCounts:
+        """Store one feed's event posts in one transaction, with a fixed number of queries."""
         new = updated = duplicates = 0
         with Session(self.engine) as session:
             known = {
@@ -86,16 +87,13 @@ class PostStore:
                     )
                 ).all()
             }
-            hashes: dict[int, str] = {}
-            if known:
-                primary_ids = [pid for pid, primary in known.values() if primary]
-                for chunk_start in range(0, len(primary_ids), 500):
-                    chunk = primary_ids[chunk_start : chunk_start + 500]
-                    hashes.update(
-                        session.exec(
-                            select(Post.id, Post.content_hash).where(col(Post.id).in_(chunk))
-                        ).all()
-                    )
+            hashes = self._content_hashes(
+                session, [pid for pid, primary in known.values() if primary]
+            )
+            fresh = [i for i in intents if i.entry_key not in known]
+            by_link, by_text = self._same_posts(session, fresh)
+            # (post id or a Post made in this batch, entry key, link, first copy?)
+            sources: list[tuple[int | Post, str, str | None, bool]] = []
             for intent in intents:
                 if intent.entry_key in known:
                     post_id, primary = known[intent.entry_key]
@@ -107,64 +105,89 @@ class PostStore:
                             hashes[post_id] = intent.content_hash
                             updated += 1
                     continue
-                match = self._find_same(session, intent)
-                if match is not None:
-                    session.add(
-                        PostSource(
-                            post_id=match,
-                            feed_id=feed_id,
-                            entry_key=intent.entry_key,
-                            is_primary=False,
-                            link=intent.link,
-                            first_seen=now,
-                        )
-                    )
-                    known[intent.entry_key] = (match, False)
-                    duplicates += 1
-                    continue
-                post = Post(
-                    contributor_id=contributor_id,
-                    feed_id=feed_id,
-                    entry_id=intent.entry_key,
-                    title="",
-                    content="",
-                    text="",
-                    first_seen=now,
-                    sort_date=now,
-                    content_hash="",
+                same = (by_link.get(intent.link_key) if intent.link_key else None) or (
+                    by_text.get(intent.fingerprint) if intent.fingerprint else None
                 )
-                _apply(post, intent, now)
-                session.add(post)
-                session.flush()
-                assert post.id is not None
+                if same is not None:
+                    sources.append((same, intent.entry_key, intent.link, False))
+                    duplicates += 1
+                else:
+                    post = Post(
+                        contributor_id=contributor_id,
+                        feed_id=feed_id,
+                        entry_id=intent.entry_key,
+                        title="",
+                        content="",
+                        text="",
+                        first_seen=now,
+                        sort_date=now,
+                        content_hash="",
+                    )
+                    _apply(post, intent, now)
+                    session.add(post)
+                    sources.append((post, intent.entry_key, intent.link, True))
+                    if intent.link_key:
+                        by_link.setdefault(intent.link_key, post)
+                    if intent.fingerprint:
+                        by_text.setdefault(intent.fingerprint, post)
+                    new += 1
+                known[intent.entry_key] = (0, False)  # a repeat later in the feed is skipped
+            session.flush()  # one round of inserts gives the new posts their ids
+            for target, key, link, primary in sources:
+                post_id = target if isinstance(target, int) else target.id
+                assert post_id is not None
                 session.add(
                     PostSource(
-                        post_id=post.id,
+                        post_id=post_id,
                         feed_id=feed_id,
-                        entry_key=intent.entry_key,
-                        is_primary=True,
-                        link=intent.link,
+                        entry_key=key,
+                        is_primary=primary,
+                        link=link,
                         first_seen=now,
                     )
                 )
-                known[intent.entry_key] = (post.id, True)
-                hashes[post.id] = intent.content_hash
-                new += 1
             session.commit()
         return StoreCounts(new=new, updated=updated, duplicates=duplicates)
 
     @staticmethod
-    def _find_same(session: Session, intent: PostIntent) -> int | None:
-        conditions = []
-        if intent.link_key:
-            conditions.append(col(Post.link_key) == intent.link_key)
-        if intent.fingerprint:
-            conditions.append(col(Post.fingerprint) == intent.fingerprint)
-        if not conditions:
-            return None
-        return session.exec(
-            select(Post.id).where(or_(*conditions)).order_by(Post.id).limit(1)
-        ).first()
+    def _content_hashes(session: Session, post_ids: list[int]) -> dict[int, str]:
+        hashes: dict[int, str] = {}
+        for start in range(0, len(post_ids), 500):
+            chunk = post_ids[start : start + 500]
+            rows = session.exec(select(Post.id, Post.content_hash).where(col(Post.id).in_(chunk)))
+            hashes.update((int(post_id), content_hash) for post_id, content_hash in rows)
+        return hashes
+
+    @staticmethod
+    def _same_posts(
+        session: Session, intents: list[PostIntent]
+    ) -> tuple[dict[str, int | Post], dict[str, int | Post]]:
+        """Stored posts sharing a link key or a text fingerprint with these entries (first wins)."""
+        links = list({i.link_key for i in intents if i.link_key})
+        texts = list({i.fingerprint for i in intents if i.fingerprint})
+        by_link: dict[str, int | Post] = {}
+        by_text: dict[str, int | Post] = {}
+        for start in range(0, max(len(links), len(texts)), 400):
+            link_chunk, text_chunk = links[start : start + 400], texts[start : start + 400]
+            conditions = []
+            if link_chunk:
+                conditions.append(col(Post.link_key).in_(link_chunk))
+            if text_chunk:
+                conditions.append(col(Post.fingerprint).in_(text_chunk))
+            if not conditions:
+                continue
+            rows = session.exec(
+                select(Post.id, Post.link_key, Post.fingerprint)
+                .where(or_(*conditions))
+                .order_by(Post.id)
+            ).all()
+            wanted_links, wanted_texts = set(link_chunk), set(text_chunk)
+            for post_id, key, fingerprint in rows:
+                if key in wanted_links:
+                    by_link.setdefault(key, int(post_id))
+                if fingerprint in wanted_texts:
+                    by_text.setdefault(fingerprint, int(post_id))
+        return by_link, by_text
 
     # ---- reading ----
 

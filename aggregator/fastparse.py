@@ -1,0 +1,130 @@
+"""The fast parsing path: fastfeedparser (lxml) for feeds it reads the same as feedparser.
+
+feedparser spends about 0.6 ms an entry; fastfeedparser a small fraction of that. The
+two differ on a few things (xml:base, undeclared encodings, FeedBurner links, titles
+holding markup), so the fast path only takes documents without those features and
+returns None for everything else: `parse.parse_feed` then uses feedparser.
+`tests/test_fastparse.py` checks that the whole corpus publishes the same either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from typing import Any
+
+from dateutil import parser as date_parser
+from lxml import etree
+
+from .records import EntryData, ParsedFeed
+from .sanitize import absolute_url
+from .text import one_line, strip_controls
+
+try:
+    import fastfeedparser
+except ImportError:  # the fast path is optional
+    fastfeedparser = None
+
+# features the fast path leaves to feedparser
+# (undefined entities such as &uuml; need no rule: the strict XML check below refuses them)
+_DECLINE = re.compile(rb"xml:base|feedburner|media:description|<!DOCTYPE|<!ENTITY")
+_DECLARED = re.compile(rb"^\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)[\"']", re.I)
+_MARKUP = re.compile(r"[<&]")
+_STRICT = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def _utf8(content: bytes) -> bool:
+    declared = _DECLARED.match(content[:200])
+    if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
+        return False
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _date(value: Any) -> dt.datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = date_parser.isoparse(value)
+    except (ValueError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def _author(obj: dict[str, Any]) -> str:
+    # feedparser writes an author with an address as "Name (address)"
+    detail = obj.get("author_detail") or {}
+    name = one_line(obj.get("author") or "")
+    if name and detail.get("email") and detail.get("email") not in name:
+        return f"{name} ({detail['email']})"
+    return name
+
+
+def _whole_seconds(value: dt.datetime | None) -> dt.datetime | None:
+    # feedparser's dates are struct_time: whole seconds
+    return value.replace(microsecond=0) if value else None
+
+
+def fast_parse(content: bytes, url: str) -> ParsedFeed | None:
+    """A ParsedFeed, or None when this document should go to feedparser."""
+    if fastfeedparser is None or _DECLINE.search(content) or not _utf8(content):
+        return None
+    try:
+        # well-formed XML only: feedparser's recovery from broken XML is the reference
+        etree.fromstring(content, _STRICT)
+        parsed = fastfeedparser.parse(content, include_media=False, include_enclosures=False)
+    except Exception:  # any trouble at all: feedparser decides
+        return None
+    raw_entries = parsed.get("entries") or []
+    # fastfeedparser invents ids and titles where the feed has none; feedparser does not
+    ids = content.count(b"<guid") + content.count(b"<id>") + content.count(b"<id ")
+    titles = content.count(b"<title")
+    if ids < len(raw_entries) or titles <= len(raw_entries):
+        return None
+    feed = parsed.get("feed") or {}
+    entries = []
+    for e in raw_entries:
+        title = e.get("title") or ""
+        if _MARKUP.search(title):
+            return None  # titles with markup or entities: feedparser's rules apply
+        contents = e.get("content") or []
+        # feedparser strips the whitespace around element text
+        content_html = strip_controls(contents[0].get("value") or "").strip() if contents else ""
+        summary = strip_controls(e.get("description") or "").strip()
+        if any(c.get("type") in ("text", "text/plain") for c in contents):
+            return None
+        entries.append(
+            EntryData(
+                entry_id=one_line(e.get("id") or "") or None,
+                link=absolute_url(e.get("link"), url),
+                title=one_line(html.unescape(title)) if "&" in title else one_line(title),
+                author=_author(e) or _author(feed),
+                content_html=content_html,
+                summary_html=summary,
+                base=url,
+                categories=tuple(
+                    c
+                    for c in dict.fromkeys(
+                        one_line(v or "")
+                        for t in e.get("tags") or []
+                        for v in (t.get("term"), t.get("label"))
+                    )
+                    if c
+                ),
+                published=_whole_seconds(_date(e.get("published"))),
+                # feedparser reports an RSS item's only date as its updated date too
+                updated=_whole_seconds(_date(e.get("updated")) or _date(e.get("published"))),
+            )
+        )
+    return ParsedFeed(
+        title=one_line(feed.get("title") or ""),
+        link=absolute_url(feed.get("link"), url),
+        entries=tuple(entries),
+        generator=one_line(feed.get("generator") or ""),
+    )
