@@ -38,6 +38,8 @@ feeds_app = typer.Typer(help="Pause or resume polling of one feed.", no_args_is_
 app.add_typer(contributors_app, name="contributors")
 app.add_typer(posts_app, name="posts")
 subscribers_app = typer.Typer(help="Manage digest recipients.", no_args_is_help=True)
+organisers_app = typer.Typer(help="Accounts for the web dashboard.", no_args_is_help=True)
+app.add_typer(organisers_app, name="organisers")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(subscribers_app, name="subscribers")
 
@@ -431,6 +433,65 @@ def run() -> None:
     logging.getLogger("aggregator").setLevel(logging.INFO)
     with aggregator() as agg:
         run_worker(agg)
+
+
+@organisers_app.command("add")
+@friendly
+def organisers_add(
+    email: str,
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="Asked for when not given (recommended).",
+        ),
+    ],
+) -> None:
+    """Create an organiser account for /admin (or set a new password)."""
+    from .web import hash_password
+
+    if len(password) < 10:
+        raise AggregatorError("choose a password of at least 10 characters")
+    with aggregator() as agg:
+        address = agg.normalise_email(email).lower()
+        agg.storage.web.add_organiser(address, hash_password(password), agg.now())
+    say(f"Organiser {address} can now log in at /admin/login")
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    with_worker: Annotated[
+        bool, typer.Option("--with-worker", help="Also poll and send digests, as `run` does.")
+    ] = False,
+) -> None:
+    """The web app: posts, subscribe/unsubscribe, register a blog, organiser dashboard."""
+    import uvicorn
+
+    from .web import create_app
+    from .worker import Worker
+
+    logging.getLogger("aggregator").setLevel(logging.INFO)
+    with aggregator() as agg:
+        worker = Worker(agg) if with_worker else None
+        if worker:
+            worker.start()
+        try:
+            uvicorn.run(
+                create_app(agg),
+                host=host,
+                port=port,
+                proxy_headers=True,
+                forwarded_allow_ips="127.0.0.1",
+                log_level="info",
+            )
+        finally:
+            if worker:
+                worker.stop()
 
 
 @app.command()

@@ -22,7 +22,8 @@ from .config import Settings
 from .discover import FoundFeed, discover, find_label_feeds
 from .errors import AggregatorError, DiscoveryError, DuplicateFeedError, FeedError
 from .fetch import FetchLimits, HostGate, fetch, make_client
-from .ingest import PollContext, poll_feed
+from .ingest import PollContext, Recorder, poll_feed
+from .mail import send_one, simple_message
 from .match import EventRules
 from .opml import OpmlEntry, read_opml, render_opml
 from .parse import parse_feed
@@ -221,6 +222,7 @@ class Aggregator:
                     max_backoff=dt.timedelta(hours=polling.max_backoff_hours),
                     now=now,
                     processor=processor,
+                    recorder=Recorder(self.storage),
                 )
                 # a slot is held until the feed is processed: at most `concurrency` bodies
                 # wait in memory at once
@@ -239,11 +241,14 @@ class Aggregator:
                                 error=f"internal error: {type(e).__name__}: {e}"[:300],
                             )
 
-                for next_done in asyncio.as_completed([one(t) for t in targets]):
-                    result = await next_done
-                    summary.add(result)
-                    if on_result:
-                        on_result(result)
+                try:
+                    for next_done in asyncio.as_completed([one(t) for t in targets]):
+                        result = await next_done
+                        summary.add(result)
+                        if on_result:
+                            on_result(result)
+                finally:
+                    await ctx.run(ctx.recorder.flush)
         return summary
 
     async def _discover_pending(self, client, gate: HostGate) -> None:
@@ -305,6 +310,42 @@ class Aggregator:
             raise AggregatorError(f"{email!r} is not a valid email address: {e}") from None
         return normalised, self.storage.subscribers.add(normalised, self.now())
 
+    def normalise_email(self, email: str) -> str:
+        try:
+            return validate_email(email, check_deliverability=False).normalized
+        except EmailNotValidError as e:
+            raise AggregatorError(f"{email!r} is not a valid email address: {e}") from None
+
+    def request_subscription(self, email: str, confirm_url: Callable[[str], str]) -> None:
+        """Double opt-in: email a confirmation link, unless the address already subscribes.
+
+        Says nothing about whether the address was known (the caller shows one answer)."""
+        address = self.normalise_email(email)
+        token = self.storage.subscribers.request(address, self.now())
+        if token is None:
+            return
+        text = (
+            f"Someone (hopefully you) asked to get the daily {self.settings.event.name} digest "
+            f"at this address.\n\nTo confirm, open:\n{confirm_url(token)}\n\n"
+            "If it was not you, ignore this email: nothing will be sent.\n"
+        )
+        send_one(
+            self.settings,
+            simple_message(
+                self.settings,
+                address,
+                f"Confirm your {self.settings.event.name} digest",
+                text,
+                self.now(),
+            ),
+        )
+
+    def confirm_subscription(self, token: str) -> str | None:
+        return self.storage.subscribers.confirm(token)
+
+    def unsubscribe(self, token: str) -> str | None:
+        return self.storage.subscribers.unsubscribe_token(token, self.now())
+
     def remove_subscriber(self, email: str) -> None:
         with contextlib.suppress(EmailNotValidError):
             email = validate_email(email, check_deliverability=False).normalized
@@ -322,7 +363,9 @@ class Aggregator:
             self.publish()  # index.html lists the archived digest
         return report
 
+    def preview_digest_html(self, date: dt.date | None = None) -> str:
+        return digests.preview(self.storage, self.settings, date or self.local_today(), self.now())
+
     def preview_digest(self, path: Path, date: dt.date | None = None) -> Path:
-        html = digests.preview(self.storage, self.settings, date or self.local_today(), self.now())
-        write_atomic(path, html.encode("utf-8"))
+        write_atomic(path, self.preview_digest_html(date).encode("utf-8"))
         return path

@@ -12,11 +12,9 @@ miss one digest: at most once, never twice). A refused or failed delivery is
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import smtplib
-import ssl
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -25,6 +23,7 @@ from urllib.parse import quote
 
 from .config import Settings
 from .errors import DeliveryError
+from .mail import Mailer
 from .publish import templates, write_atomic
 from .storage import Storage
 from .storage.posts import PostView
@@ -112,50 +111,6 @@ def build_message(
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     return msg
-
-
-class Mailer:
-    """One SMTP connection for a batch, opened on first use."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings.digest
-        self._smtp: smtplib.SMTP | None = None
-
-    def _connect(self) -> smtplib.SMTP:
-        d = self.settings
-        try:
-            if d.smtp_security == "tls":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    d.smtp_host, d.smtp_port, timeout=30, context=ssl.create_default_context()
-                )
-            else:
-                smtp = smtplib.SMTP(d.smtp_host, d.smtp_port, timeout=30)
-                if d.smtp_security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
-            if d.smtp_user:
-                smtp.login(d.smtp_user, d.smtp_password)
-        except smtplib.SMTPAuthenticationError:
-            raise DeliveryError(
-                "the mail server refused the login: check digest.smtp_user and "
-                "$AGGREGATOR_SMTP_PASSWORD"
-            ) from None
-        except (OSError, smtplib.SMTPException) as e:
-            raise DeliveryError(
-                f"cannot reach the mail server {d.smtp_host}:{d.smtp_port} ({e}); check "
-                "digest.smtp_host, smtp_port and smtp_security"
-            ) from None
-        return smtp
-
-    def send(self, msg: EmailMessage) -> None:
-        if self._smtp is None:
-            self._smtp = self._connect()
-        self._smtp.send_message(msg)
-
-    def close(self) -> None:
-        if self._smtp is not None:
-            with contextlib.suppress(OSError, smtplib.SMTPException):
-                self._smtp.quit()
-            self._smtp = None
 
 
 def archive(settings: Settings, date: dt.date, posts: list[PostView]) -> None:

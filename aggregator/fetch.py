@@ -264,8 +264,10 @@ async def _one_request(
         async with client.stream("GET", url, headers=headers) as response:
             status = response.status_code
             if status in (301, 302, 303, 307, 308) and response.headers.get("location"):
+                await _drain(response, limits)
                 return status, response.headers["location"]
             if status == 304:
+                await _drain(response, limits)
                 return FetchResult(
                     url=url,
                     modified=False,
@@ -314,6 +316,15 @@ async def _one_request(
         raise FeedError(f"HTTP error ({_short(e)})") from None
     except (ValueError, UnicodeError) as e:
         raise FeedError(f"refused: invalid address ({_short(e)})") from None
+
+
+async def _drain(response: httpx.Response, limits: FetchLimits) -> None:
+    """Read a small body to its end so the connection goes back to the pool for reuse."""
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > 65536:
+            break  # not worth it: let the connection close
 
 
 def _too_large(limit: int) -> str:

@@ -105,6 +105,27 @@ def decide_posts(
     return intents
 
 
+class Recorder:
+    """Collects feeds' poll outcomes and writes them in batches (used on the processor
+    thread only). Posts are stored per feed at once; only the feeds' polling state waits."""
+
+    BATCH = 100
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self.pending: list[tuple[int, FeedOutcome]] = []
+
+    def add(self, feed_id: int, outcome: FeedOutcome) -> None:
+        self.pending.append((feed_id, outcome))
+        if len(self.pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            batch, self.pending = self.pending, []
+            with_db_retry(lambda: self.storage.feeds.record_many(batch))
+
+
 @dataclass(frozen=True)
 class PollContext:
     """Everything a feed's poll needs besides the feed itself."""
@@ -121,6 +142,7 @@ class PollContext:
     #: network (a long parse must not make other feeds' fetches time out) and writes
     #: to the database come one at a time
     processor: Executor
+    recorder: Recorder
 
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.processor, func)
@@ -171,9 +193,7 @@ def process_fetched(
     target: FeedToFetch, result: FetchResult | FeedError, ctx: PollContext
 ) -> FeedUpdateResult:
     storage, now = ctx.storage, ctx.now
-    contributor_id, all_posts, body_hash, errors_so_far = with_db_retry(
-        lambda: storage.feeds.feed_context(target.feed_id)
-    )
+    errors_so_far = target.error_count
 
     def failed(error: FeedError) -> FeedUpdateResult:
         retry_until = now + dt.timedelta(seconds=error.retry_after) if error.retry_after else None
@@ -183,14 +203,14 @@ def process_fetched(
         outcome = FeedOutcome(
             "failed", now, due, error=error.reason, retry_after_until=retry_until, gone=error.gone
         )
-        with_db_retry(lambda: storage.feeds.record(target.feed_id, outcome))
+        ctx.recorder.add(target.feed_id, outcome)
         return FeedUpdateResult(target.feed_id, target.url, "failed", error=error.reason)
 
     if isinstance(result, FeedError):
         return failed(result)
     due = next_due_after_success(now, ctx.interval, result.fresh_for)
     new_hash = hashlib.sha256(result.content).hexdigest() if result.modified else None
-    if not result.modified or new_hash == body_hash:
+    if not result.modified or new_hash == target.body_hash:
         # 304, or a server that ignores conditional GET but sent the same bytes
         outcome = FeedOutcome(
             "not_modified",
@@ -200,7 +220,7 @@ def process_fetched(
             last_modified=result.last_modified,
             moved_to=result.moved_to,
         )
-        with_db_retry(lambda: storage.feeds.record(target.feed_id, outcome))
+        ctx.recorder.add(target.feed_id, outcome)
         return FeedUpdateResult(target.feed_id, target.url, "not_modified")
 
     try:
@@ -212,9 +232,9 @@ def process_fetched(
                 problem=f"the feed lists {len(parsed.entries):,} entries; only the first "
                 f"{MAX_ENTRIES_PER_FEED:,} are read",
             )
-        intents = decide_posts(parsed, ctx.rules, all_posts, now)
+        intents = decide_posts(parsed, ctx.rules, target.all_posts, now)
         counts = with_db_retry(
-            lambda: storage.posts.store(target.feed_id, contributor_id, intents, now)
+            lambda: storage.posts.store(target.feed_id, target.contributor_id, intents, now)
         )
     except FeedError as e:
         return failed(e)
@@ -229,7 +249,7 @@ def process_fetched(
         body_hash=new_hash,
         moved_to=result.moved_to,
     )
-    with_db_retry(lambda: storage.feeds.record(target.feed_id, outcome))
+    ctx.recorder.add(target.feed_id, outcome)
     return FeedUpdateResult(
         target.feed_id,
         target.url,

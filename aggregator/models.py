@@ -157,3 +157,25 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text))
     updated_at: dt.datetime = when(nullable=False)
+
+
+class Organiser(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, max_length=320)
+    #: argon2 hash
+    password_hash: str = Field(max_length=300)
+    created_at: dt.datetime = when(nullable=False)
+
+
+class Registration(SQLModel, table=True):
+    """A blog registered on the public form, waiting for an organiser's decision."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=300)
+    homepage: str = Field(max_length=2000)
+    feed_url: str = Field(max_length=2000)
+    feed_title: str = Field(default="", max_length=1000)
+    email: str = Field(max_length=320)
+    #: "pending" | "approved" | "rejected"
+    status: str = Field(default="pending", max_length=16)
+    created_at: dt.datetime = when(nullable=False)

@@ -15,12 +15,19 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class FeedToFetch:
-    """What the fetcher needs to know about one stored feed."""
+    """What a poll needs to know about one stored feed (read once, for all due feeds)."""
 
     feed_id: int
     url: str
     etag: str | None = None
     last_modified: str | None = None
+    contributor_id: int = 0
+    #: the contributor's blog is dedicated to the event: every post counts
+    all_posts: bool = False
+    #: hash of the last body parsed, to skip servers that ignore conditional GET
+    body_hash: str | None = None
+    #: consecutive failures so far, for the backoff
+    error_count: int = 0
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from ..db import create_schema, make_engine
 from .feeds import FeedStore
 from .posts import PostStore
 from .subscribers import SubscriberStore
+from .web import WebStore
 
 
 class Storage:
@@ -20,6 +21,7 @@ class Storage:
         self.feeds = FeedStore(engine)
         self.posts = PostStore(engine)
         self.subscribers = SubscriberStore(engine)
+        self.web = WebStore(engine)
 
     @classmethod
     def open(cls, url: str) -> Storage:
@@ -31,4 +33,4 @@ class Storage:
         self.engine.dispose()
 
 
-__all__ = ["FeedStore", "PostStore", "Storage", "SubscriberStore"]
+__all__ = ["FeedStore", "PostStore", "Storage", "SubscriberStore", "WebStore"]

@@ -240,52 +240,58 @@ class FeedStore:
                     url=feed.url,
                     etag=feed.etag,
                     last_modified=feed.last_modified,
+                    contributor_id=feed.contributor_id,
+                    all_posts=all_posts,
+                    body_hash=feed.body_hash,
+                    error_count=feed.error_count,
                 )
-                for feed, _all in session.exec(query.order_by(Feed.id)).all()
+                for feed, all_posts in session.exec(query.order_by(Feed.id)).all()
             ]
 
-    def feed_context(self, feed_id: int) -> tuple[int, bool, str | None, int]:
-        """(contributor id, all_posts, stored body hash, consecutive errors) for one feed."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(Feed.contributor_id, Contributor.all_posts, Feed.body_hash, Feed.error_count)
-                .join(Contributor, col(Contributor.id) == Feed.contributor_id)
-                .where(Feed.id == feed_id)
-            ).one()
-            return int(row[0]), bool(row[1]), row[2], int(row[3])
-
     def record(self, feed_id: int, outcome: FeedOutcome) -> None:
+        self.record_many([(feed_id, outcome)])
+
+    def record_many(self, outcomes: list[tuple[int, FeedOutcome]]) -> None:
+        """Record what polls learned, in one transaction."""
         with Session(self.engine) as session:
-            feed = session.get(Feed, feed_id)
-            if feed is None:
-                return  # removed while it was being polled
-            feed.last_fetched_at = outcome.now
-            feed.last_result = outcome.result
-            feed.next_due_at = outcome.next_due_at
-            feed.retry_after_until = outcome.retry_after_until
-            if outcome.result == "failed":
-                feed.error_count += 1
-                feed.last_error = outcome.error
-                feed.gone = feed.gone or outcome.gone
-            else:
-                feed.error_count = 0
-                feed.last_error = None
-                feed.last_success_at = outcome.now
-                feed.etag = outcome.etag
-                feed.last_modified = outcome.last_modified
-                if outcome.result == "ok":
-                    feed.problem = outcome.problem
-                    feed.body_hash = outcome.body_hash or feed.body_hash
-                    if outcome.title:
-                        feed.title = outcome.title
-                if outcome.moved_to and outcome.moved_to != feed.url:
-                    clash = session.exec(
-                        select(Feed.id).where(Feed.url == outcome.moved_to)
-                    ).first()
-                    if clash is None:
-                        feed.url = outcome.moved_to
-            session.add(feed)
+            feeds = {
+                feed.id: feed
+                for feed in session.exec(
+                    select(Feed).where(col(Feed.id).in_([fid for fid, _ in outcomes]))
+                )
+            }
+            for feed_id, outcome in outcomes:
+                feed = feeds.get(feed_id)
+                if feed is not None:  # else removed while it was being polled
+                    self._apply(session, feed, outcome)
             session.commit()
+
+    @staticmethod
+    def _apply(session: Session, feed: Feed, outcome: FeedOutcome) -> None:
+        feed.last_fetched_at = outcome.now
+        feed.last_result = outcome.result
+        feed.next_due_at = outcome.next_due_at
+        feed.retry_after_until = outcome.retry_after_until
+        if outcome.result == "failed":
+            feed.error_count += 1
+            feed.last_error = outcome.error
+            feed.gone = feed.gone or outcome.gone
+        else:
+            feed.error_count = 0
+            feed.last_error = None
+            feed.last_success_at = outcome.now
+            feed.etag = outcome.etag
+            feed.last_modified = outcome.last_modified
+            if outcome.result == "ok":
+                feed.problem = outcome.problem
+                feed.body_hash = outcome.body_hash or feed.body_hash
+                if outcome.title:
+                    feed.title = outcome.title
+            if outcome.moved_to and outcome.moved_to != feed.url:
+                clash = session.exec(select(Feed.id).where(Feed.url == outcome.moved_to)).first()
+                if clash is None:
+                    feed.url = outcome.moved_to
+        session.add(feed)
 
     def set_paused(self, url: str, paused: bool) -> None:
         with Session(self.engine) as session:

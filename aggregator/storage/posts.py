@@ -43,6 +43,7 @@ class PostView:
     feed_url: str
     feed_title: str
     digest_date: dt.date | None
+    hidden: bool = False
 
 
 def _clamped(published: dt.datetime | None, now: dt.datetime) -> dt.datetime:
@@ -215,17 +216,23 @@ class PostStore:
                 feed_url=feed_url,
                 feed_title=feed_title,
                 digest_date=post.digest_date,
+                hidden=post.hidden,
             )
             for post, name, feed_url, feed_title in rows
         ]
 
-    def latest(self, limit: int) -> list[PostView]:
-        """Newest first, hidden posts left out."""
+    def latest(self, limit: int, *, include_hidden: bool = False) -> list[PostView]:
+        """Newest first, hidden posts left out (unless asked for)."""
+        return self.page(limit, 0, include_hidden=include_hidden)
+
+    def page(self, limit: int, offset: int, *, include_hidden: bool = False) -> list[PostView]:
         with Session(self.engine) as session:
+            query = select(Post, Contributor.name, Feed.url, Feed.title)
+            if not include_hidden:
+                query = query.where(col(Post.hidden).is_(False))
             query = (
-                select(Post, Contributor.name, Feed.url, Feed.title)
-                .where(col(Post.hidden).is_(False))
-                .order_by(col(Post.sort_date).desc(), col(Post.id).desc())
+                query.order_by(col(Post.sort_date).desc(), col(Post.id).desc())
+                .offset(offset)
                 .limit(limit)
             )
             return self._views(session, query)

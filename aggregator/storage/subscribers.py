@@ -65,6 +65,40 @@ class SubscriberStore:
             session.commit()
             return True
 
+    def request(self, email: str, now: dt.datetime) -> str | None:
+        """A subscription from the web form: the token to confirm with, or None when the
+        address already gets the digest (the caller answers the same either way)."""
+        with Session(self.engine) as session:
+            existing = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+            if existing is None:
+                existing = Subscriber(
+                    email=email, token=secrets.token_urlsafe(24), confirmed=False, created_at=now
+                )
+            elif existing.confirmed and existing.unsubscribed_at is None:
+                return None
+            else:
+                existing.confirmed = False
+                existing.unsubscribed_at = None
+            session.add(existing)
+            session.commit()
+            return existing.token
+
+    def by_token(self, token: str) -> str | None:
+        with Session(self.engine) as session:
+            return session.exec(select(Subscriber.email).where(Subscriber.token == token)).first()
+
+    def confirm(self, token: str) -> str | None:
+        """Confirm by token; returns the address, or None for an unknown token."""
+        with Session(self.engine) as session:
+            existing = session.exec(select(Subscriber).where(Subscriber.token == token)).first()
+            if existing is None:
+                return None
+            existing.confirmed = True
+            existing.unsubscribed_at = None
+            session.add(existing)
+            session.commit()
+            return existing.email
+
     def remove(self, email: str, now: dt.datetime) -> None:
         with Session(self.engine) as session:
             existing = session.exec(select(Subscriber).where(Subscriber.email == email)).first()

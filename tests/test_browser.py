@@ -1,0 +1,154 @@
+"""The web app in a real browser (Debian's Chromium through Playwright), end to end:
+feeds from a loopback blog server, email through a loopback SMTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import settings_from_dict
+from aggregator.core import Aggregator
+from aggregator.loopback import MailSink, Response
+from aggregator.web import create_app, hash_password
+
+from .conftest import base_settings, item, rss, serve_feed
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "output" / "screenshots"
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="no Chromium here (.ci/run installs Debian's chromium)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, site):
+    import uvicorn
+
+    port = free_port()
+    with MailSink() as mail:
+        data = base_settings(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'web.db'}",
+            digest={"smtp_host": "127.0.0.1", "smtp_port": mail.port},
+        )
+        data["event"]["site_url"] = f"http://127.0.0.1:{port}/"
+        agg = Aggregator(settings_from_dict(data))
+        config = uvicorn.Config(create_app(agg), host="127.0.0.1", port=port, log_level="warning")
+        uv = uvicorn.Server(config)
+        thread = threading.Thread(target=uv.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not uv.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", agg, mail
+        uv.should_exit = True
+        thread.join(10)
+        agg.close()
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def last_mail(mail, count: int):
+    deadline = time.monotonic() + 10
+    while len(mail.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return email.message_from_bytes(mail.messages[count - 1][1], policy=email.policy.default)
+
+
+def test_contributor_registers_organiser_approves_reader_subscribes(server, browser, site):
+    base, agg, mail = server
+    feed = serve_feed(
+        site,
+        "/bea/feed",
+        rss(
+            item(
+                "Our first co-production meeting",
+                guid="b1",
+                link="https://bea.example/1",
+                categories=("Co-production Week",),
+                content="<p>We met on Monday and wrote the plan together.</p>",
+            ),
+            item("Holiday photos", guid="b2", link="https://bea.example/2"),
+            title="Bea's blog",
+        ),
+    )
+    site.routes["/bea/"] = Response(
+        f'<html><head><link rel="alternate" type="application/rss+xml" href="{feed}"></head>'
+        "<body>Bea</body></html>".encode(),
+        content_type="text/html",
+    )
+    agg.storage.web.add_organiser("org@example.org", hash_password("a long password"), agg.now())
+
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    # a contributor registers her blog
+    page.goto(base + "/register")
+    page.get_by_label("Your name").fill("Bea")
+    page.get_by_label("Your blog's address").fill(site.url("/bea/"))
+    page.get_by_label("Your email (for the organisers only)").fill("bea@example.org")
+    page.get_by_role("button", name="Register").click()
+    assert "We found your feed Bea's blog" in page.inner_text("main")
+    shot(page, "register")
+
+    # an organiser logs in, approves it and polls
+    page.goto(base + "/admin")
+    page.get_by_label("Email").fill("org@example.org")
+    page.get_by_label("Password").fill("a long password")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Approve").click()
+    assert "Approved Bea" in page.inner_text(".flash")
+    page.get_by_role("button", name="Poll all feeds now").click()
+    assert "1 new" in page.inner_text(".flash")
+    shot(page, "admin")
+    page.goto(base + "/")
+    assert "Our first co-production meeting" in page.inner_text("main")
+    assert "Holiday photos" not in page.inner_text("main")
+
+    # a reader subscribes, confirms from the email, gets a digest, unsubscribes in one click
+    reader = browser.new_page()
+    reader.goto(base + "/")
+    shot(reader, "home")
+    reader.get_by_label("Your email address").fill("reader@example.org")
+    reader.get_by_role("button", name="Subscribe").click()
+    assert "Check your inbox" in reader.inner_text("main")
+    confirmation = last_mail(mail, 1)
+    link = re.search(r"http://\S+/confirm/\S+", confirmation.get_content()).group(0)
+    reader.goto(link)
+    assert "Subscribed" in reader.inner_text("h1")
+    time.sleep(0.01)
+    report = agg.send_digest()
+    assert report.sent == ["reader@example.org"]
+    digest = last_mail(mail, 2)
+    assert "Our first co-production meeting" in digest.get_body(("plain",)).get_content()
+    unsubscribe = re.search(r"<(http://[^>]+)>", str(digest["List-Unsubscribe"])).group(1)
+    reader.goto(unsubscribe)
+    shot(reader, "unsubscribe")
+    reader.get_by_role("button", name="Unsubscribe").click()
+    assert "Unsubscribed" in reader.inner_text("h1")
+    assert agg.storage.subscribers.active() == []

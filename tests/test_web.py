@@ -1,0 +1,261 @@
+"""The web app at the HTTP level: every route, conditional GET, CSRF, auth, rate limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import re
+
+import pytest
+from starlette.testclient import TestClient
+
+from aggregator.loopback import MailSink
+from aggregator.web import create_app, hash_password
+
+from .conftest import item, rss, serve_feed
+
+TAG = ("Co-production Week",)
+
+
+@pytest.fixture
+def mail():
+    with MailSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def agg(make_agg, mail):
+    return make_agg(
+        digest={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": mail.port,
+            "sender": "Co-production Week <digest@example.org>",
+        }
+    )
+
+
+@pytest.fixture
+def web(agg):
+    with TestClient(create_app(agg), base_url="https://example.org") as client:
+        yield client
+
+
+def csrf(client, path="/") -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def with_posts(agg, site, count=3):
+    items = [
+        item(
+            f"Post {n}",
+            guid=f"p{n}",
+            link=f"https://blog.example/{n}",
+            categories=TAG,
+            date=f"Wed, 05 Jul 2017 0{n}:00:00 +0000",
+        )
+        for n in range(count)
+    ]
+    url = serve_feed(site, "/blog", rss(*items))
+    agg.add_contributor("Ann", url, feed=url)
+    agg.update_feeds()
+    agg.publish()
+
+
+def test_home_lists_posts_newest_first_with_pages(agg, web, site, monkeypatch):
+    import aggregator.web as web_module
+
+    monkeypatch.setattr(web_module, "PAGE_SIZE", 2)
+    with_posts(agg, site, 3)
+    with TestClient(create_app(agg)) as client:
+        first = client.get("/").text
+        assert first.index("Post 2") < first.index("Post 1") and "Post 0" not in first
+        assert 'href="/?page=2"' in first and 'action="/subscribe"' in first
+        assert "Post 0" in client.get("/?page=2").text
+
+
+def test_outputs_are_served_with_validators_and_304(agg, web, site):
+    with_posts(agg, site, 1)
+    response = web.get("/feed.atom")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/atom+xml")
+    assert "max-age" in response.headers["cache-control"]
+    etag, modified = response.headers["etag"], response.headers["last-modified"]
+    assert web.get("/feed.atom", headers={"If-None-Match": etag}).status_code == 304
+    assert web.get("/feed.atom", headers={"If-Modified-Since": modified}).status_code == 304
+    assert web.get("/contributors.opml").status_code == 200
+    assert web.get("/aggregator.db").status_code == 404
+    assert web.get("/digests/../../etc/passwd").status_code == 404
+
+
+def test_subscribe_double_opt_in(agg, web, mail):
+    token = csrf(web)
+    assert web.post("/subscribe", data={"email": "ann@example.org"}).status_code == 403
+    answer = web.post("/subscribe", data={"email": "Ann@Example.org", "csrf": token})
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    assert agg.storage.subscribers.active() == []  # not before confirming
+    ((rcpt, raw),) = mail.messages
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert rcpt == ["Ann@example.org"]
+    link = re.search(r"https://example.org/coproweek/confirm/\S+", msg.get_content()).group(0)
+    confirmed = web.get(link.replace("https://example.org/coproweek", ""))
+    assert "Subscribed" in confirmed.text
+    assert [s.email for s in agg.storage.subscribers.active()] == ["Ann@example.org"]
+    # subscribing again reveals nothing and sends nothing
+    again = web.post("/subscribe", data={"email": "Ann@example.org", "csrf": token})
+    assert again.text == answer.text
+    assert len(mail.messages) == 1
+    assert web.get("/confirm/not-a-token").status_code == 404
+
+
+def test_subscribe_is_rate_limited(agg, web, mail):
+    token = csrf(web)
+    codes = [
+        web.post("/subscribe", data={"email": f"x{n}@example.org", "csrf": token}).status_code
+        for n in range(7)
+    ]
+    assert codes == [200] * 5 + [429] * 2
+    web2 = TestClient(create_app(agg), base_url="https://example.org")
+    token2 = csrf(web2)
+    by_address = [
+        web2.post("/subscribe", data={"email": "same@example.org", "csrf": token2}).status_code
+        for _ in range(4)
+    ]
+    assert by_address[-1] == 429
+
+
+def test_unsubscribe_page_and_one_click(agg, web):
+    agg.add_subscriber("ann@example.org")
+    agg.add_subscriber("bob@example.org")
+    ann, bob = sorted(agg.storage.subscribers.active(), key=lambda s: s.email)
+    page = web.get(f"/unsubscribe/{ann.token}")
+    assert "ann@example.org" in page.text and "<button" in page.text
+    assert web.post(f"/unsubscribe/{ann.token}").status_code == 200
+    # RFC 8058: the mail client POSTs List-Unsubscribe=One-Click, no cookies, no CSRF token
+    one_click = TestClient(create_app(agg)).post(
+        f"/unsubscribe/{bob.token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert one_click.status_code == 200
+    assert agg.storage.subscribers.active() == []
+    assert web.get("/unsubscribe/nope").status_code == 404
+    assert web.post("/unsubscribe/nope").status_code == 404
+
+
+def test_register_a_blog_shows_what_was_found_and_waits(agg, web, site):
+    url = serve_feed(
+        site,
+        "/blog/feed",
+        rss(
+            item(
+                "Hello <script>",
+                guid="1",
+                link="https://b.example/1",
+                content="<p>Text<script>alert(1)</script></p>",
+            ),
+            title="Bea's blog",
+        ),
+    )
+    site.routes["/blog/"] = type(site.routes["/blog/feed"])(
+        f'<html><head><link rel="alternate" type="application/rss+xml" href="{url}">'
+        "</head></html>".encode(),
+        content_type="text/html",
+    )
+    token = csrf(web, "/register")
+    page = web.post(
+        "/register",
+        data={"name": "Bea", "url": site.url("/blog/"), "email": "bea@example.org", "csrf": token},
+    )
+    assert page.status_code == 200
+    assert "Bea&#39;s blog" in page.text and '<a href="https://b.example/1">Hello</a>' in page.text
+    assert "<script>" not in page.text and "alert(1)" not in page.text
+    assert [r.feed_url for r in agg.storage.web.registrations()] == [url]
+    assert agg.contributors() == []  # waits for an organiser
+    bad = web.post(
+        "/register",
+        data={"name": "X", "url": site.url("/nothing"), "email": "x@example.org", "csrf": token},
+    )
+    assert bad.status_code == 400 and "cannot read" in bad.text
+
+
+def login(client, agg, password="correct horse battery"):
+    agg.storage.web.add_organiser("org@example.org", hash_password(password), agg.now())
+    token = csrf(client, "/admin/login")
+    return client.post(
+        "/admin/login",
+        data={"email": "org@example.org", "password": password, "csrf": token},
+        follow_redirects=False,
+    )
+
+
+def test_admin_needs_login_and_refuses_bad_passwords(agg, web):
+    assert web.get("/admin", follow_redirects=False).headers["location"] == "/admin/login"
+    assert web.post("/admin/poll", data={}).status_code == 403
+    agg.storage.web.add_organiser("org@example.org", hash_password("right password!"), agg.now())
+    token = csrf(web, "/admin/login")
+    wrong = web.post(
+        "/admin/login", data={"email": "org@example.org", "password": "wrong", "csrf": token}
+    )
+    assert wrong.status_code == 401
+    codes = [
+        web.post(
+            "/admin/login", data={"email": "org@example.org", "password": "wrong", "csrf": token}
+        ).status_code
+        for _ in range(10)
+    ]
+    assert codes[-1] == 429
+
+
+def test_session_cookie_flags(agg, web):
+    response = login(web, agg)
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie
+
+
+def test_organiser_approves_polls_hides_and_manages(agg, web, site, mail, clock):
+    url = serve_feed(
+        site,
+        "/blog/feed",
+        rss(item("Event post", guid="1", link="https://b.example/1", categories=TAG)),
+    )
+    agg.storage.web.add_registration("Bea", url, url, "Bea's blog", "bea@example.org", agg.now())
+    login(web, agg)
+    dashboard = web.get("/admin").text
+    assert "Bea" in dashboard and "Approve" in dashboard
+    token = csrf(web, "/admin")
+    reg_id = agg.storage.web.registrations()[0].id
+    assert web.post("/admin/approve", data={"id": reg_id}).status_code == 403  # no CSRF token
+    web.post("/admin/approve", data={"id": reg_id, "csrf": token})
+    assert [c.name for c in agg.contributors()] == ["Bea"]
+    polled = web.post("/admin/poll", data={"csrf": token})
+    assert "1 new" in polled.text
+    assert "Event post" in web.get("/").text
+    web.post("/admin/hide", data={"url": "https://b.example/1", "csrf": token})
+    assert "Event post" not in web.get("/").text
+    assert "hidden" in web.get("/admin").text
+    web.post("/admin/show", data={"url": "https://b.example/1", "csrf": token})
+    assert "Event post" in web.get("/").text
+    agg.add_subscriber("sub@example.org")
+    clock.advance(minutes=5)
+    preview = web.post("/admin/preview", data={"csrf": token})
+    assert "Event post" in preview.text and mail.messages == []
+    sent = web.post("/admin/send", data={"csrf": token})
+    assert "sent to 1 subscriber" in sent.text and len(mail.messages) == 1
+    web.post("/admin/pause", data={"url": url, "csrf": token})
+    assert agg.status()[0].paused
+    web.post("/admin/unsubscribe", data={"email": "sub@example.org", "csrf": token})
+    assert agg.storage.subscribers.active() == []
+    web.post("/admin/logout", data={"csrf": token})
+    assert web.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_digest_archive_page(agg, web, site, mail, clock):
+    with_posts(agg, site, 1)
+    agg.add_subscriber("a@example.org")
+    clock.advance(minutes=1)
+    agg.send_digest(dt.date(2017, 7, 5))
+    archive = web.get("/digests/")
+    assert 'href="/digests/2017-07-05.html"' in archive.text
+    assert "Post 0" in web.get("/digests/2017-07-05.html").text
