@@ -369,3 +369,64 @@ class Aggregator:
     def preview_digest(self, path: Path, date: dt.date | None = None) -> Path:
         write_atomic(path, self.preview_digest_html(date).encode("utf-8"))
         return path
+
+    # ---- organiser alerts ----
+
+    def health_problems(self) -> list[str]:
+        """Feeds failing for a day or more, and contributors with nothing for the event yet."""
+        now = self.now()
+        day = dt.timedelta(days=1)
+        problems = []
+        posts_by_contributor: dict[str, int] = {}
+        registered: dict[str, dt.datetime] = {}
+        for row in self.status():
+            posts_by_contributor[row.contributor] = (
+                posts_by_contributor.get(row.contributor, 0) + row.posts
+            )
+            registered[row.contributor] = min(
+                registered.get(row.contributor, row.created_at), row.created_at
+            )
+            if row.paused or row.last_result != "failed":
+                continue
+            failing_since = row.last_success_at or row.created_at
+            if row.gone or now - failing_since >= day:
+                problems.append(
+                    f"{row.contributor}: {row.url} has failed since "
+                    f"{failing_since:%Y-%m-%d %H:%M} UTC: {row.last_error}"
+                )
+        for name, count in sorted(posts_by_contributor.items()):
+            if count == 0 and now - registered[name] >= day:
+                problems.append(
+                    f"{name} has published nothing labelled for {self.settings.event.name} "
+                    f"since being registered on {registered[name]:%Y-%m-%d}"
+                )
+        return problems
+
+    def send_health_alert(self) -> str:
+        """Email the organisers a list of problems, at most once a day."""
+        today = self.local_today().isoformat()
+        web = self.storage.web
+        if web.get_meta("health_alert_date") == today:
+            return "organiser alert: already sent today"
+        problems = self.health_problems()
+        organisers = web.organiser_emails()
+        if not problems or not organisers:
+            return "organiser alert: nothing to report"
+        text = (
+            f"Feeds of {self.settings.event.name} that need a look:\n\n"
+            + "\n".join(f"- {p}" for p in problems)
+            + f"\n\nThe dashboard: {self.settings.event.site_url}admin\n"
+        )
+        for address in organisers:
+            send_one(
+                self.settings,
+                simple_message(
+                    self.settings,
+                    address,
+                    f"{self.settings.event.name}: {len(problems)} feed problem(s)",
+                    text,
+                    self.now(),
+                ),
+            )
+        web.set_meta("health_alert_date", today)
+        return f"organiser alert: {len(problems)} problem(s) sent to {len(organisers)} organiser(s)"

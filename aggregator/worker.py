@@ -65,6 +65,10 @@ class Worker:
             log.info(self.agg.send_digest().line())
         except AggregatorError as e:
             log.error("digest failed: %s (retried at the next run)", e)
+        try:
+            log.info(self.agg.send_health_alert())
+        except AggregatorError as e:
+            log.error("organiser alert failed: %s", e)
 
     def start(self) -> None:
         agg = self.agg

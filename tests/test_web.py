@@ -259,3 +259,28 @@ def test_digest_archive_page(agg, web, site, mail, clock):
     archive = web.get("/digests/")
     assert 'href="/digests/2017-07-05.html"' in archive.text
     assert "Post 0" in web.get("/digests/2017-07-05.html").text
+
+
+def test_organisers_are_alerted_once_a_day_about_failing_and_silent_feeds(agg, site, mail, clock):
+    from aggregator.loopback import Response
+
+    agg.storage.web.add_organiser("org@example.org", hash_password("x" * 12), agg.now())
+    broken = serve_feed(site, "/broken", rss(item("x", guid="x", categories=TAG)))
+    silent = serve_feed(site, "/silent", rss(item("Not for the event", guid="s")))
+    agg.add_contributor("Broken blog", broken, feed=broken)
+    agg.add_contributor("Quiet blog", silent, feed=silent)
+    agg.update_feeds()  # Broken blog's post is stored before it breaks
+    site.routes["/broken"] = Response(b"down", status=500, content_type="text/plain")
+    clock.advance(hours=2)
+    agg.update_feeds(include_not_due=True)
+    assert agg.send_health_alert() == "organiser alert: nothing to report"  # not a day yet
+    clock.advance(days=1)
+    agg.update_feeds(include_not_due=True)
+    assert agg.send_health_alert().startswith("organiser alert: 2 problem(s) sent to 1")
+    ((rcpt, raw),) = mail.messages
+    text = email.message_from_bytes(raw, policy=email.policy.default).get_content()
+    assert rcpt == ["org@example.org"]
+    assert f"Broken blog: {broken} has failed since" in text and "server error (500)" in text
+    assert "Quiet blog has published nothing labelled for Co-production Week 2017" in text
+    assert agg.send_health_alert() == "organiser alert: already sent today"
+    assert len(mail.messages) == 1

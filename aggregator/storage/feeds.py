@@ -31,6 +31,8 @@ class FeedRow:
     retry_after_until: dt.datetime | None
     gone: bool
     paused: bool
+    created_at: dt.datetime
+    last_success_at: dt.datetime | None
     posts: int = 0
 
 
@@ -80,6 +82,8 @@ def _row(feed: Feed, contributor: str, posts: int = 0) -> FeedRow:
         retry_after_until=feed.retry_after_until,
         gone=feed.gone,
         paused=feed.paused,
+        created_at=feed.created_at,
+        last_success_at=feed.last_success_at,
         posts=posts,
     )
 

@@ -57,6 +57,22 @@ class WebStore:
                 select(Organiser.password_hash).where(Organiser.email == email)
             ).first()
 
+    def organiser_emails(self) -> list[str]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(Organiser.email).order_by(Organiser.email)))
+
+    def get_meta(self, key: str) -> str | None:
+        with Session(self.engine) as session:
+            row = session.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with Session(self.engine) as session:
+            row = session.get(Meta, key) or Meta(key=key, value=value)
+            row.value = value
+            session.add(row)
+            session.commit()
+
     def organiser_count(self) -> int:
         with Session(self.engine) as session:
             return len(session.exec(select(Organiser.id)).all())
