@@ -45,7 +45,8 @@ def _utf8(content: bytes) -> bool:
     return True
 
 
-def _date(value: Any) -> dt.datetime | None:
+def iso_date(value: Any) -> dt.datetime | None:
+    """An ISO 8601 / RFC 3339 string as aware UTC (no zone means UTC); None if it is not one."""
     if not value or not isinstance(value, str):
         return None
     try:
@@ -117,9 +118,9 @@ def fast_parse(content: bytes, url: str) -> ParsedFeed | None:
                     )
                     if c
                 ),
-                published=_whole_seconds(_date(e.get("published"))),
+                published=_whole_seconds(iso_date(e.get("published"))),
                 # feedparser reports an RSS item's only date as its updated date too
-                updated=_whole_seconds(_date(e.get("updated")) or _date(e.get("published"))),
+                updated=_whole_seconds(iso_date(e.get("updated")) or iso_date(e.get("published"))),
             )
         )
     return ParsedFeed(

@@ -21,10 +21,9 @@ import re
 from typing import Any
 
 import feedparser
-from dateutil import parser as date_parser
 
 from .errors import FeedError
-from .fastparse import fast_parse
+from .fastparse import fast_parse, iso_date
 from .records import EntryData, ParsedFeed
 from .sanitize import absolute_url
 from .text import html_to_text, one_line, strip_controls
@@ -154,18 +153,6 @@ def _entry(e: Any, feed_url: str, feed_author: str) -> EntryData:
 # ---- JSON Feed 1.0 / 1.1 (https://jsonfeed.org/version/1.1) ----
 
 
-def _json_date(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = date_parser.isoparse(value)
-    except (ValueError, OverflowError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
-
-
 def _json_str(value: Any) -> str:
     return strip_controls(value) if isinstance(value, str) else ""
 
@@ -208,8 +195,8 @@ def parse_json_feed(content: bytes, url: str) -> ParsedFeed:
                 summary_html=html.escape(_json_str(item.get("summary"))),
                 base=url,
                 categories=tuple(dict.fromkeys(one_line(t) for t in tags if isinstance(t, str))),
-                published=_json_date(item.get("date_published")),
-                updated=_json_date(item.get("date_modified")),
+                published=iso_date(item.get("date_published")),
+                updated=iso_date(item.get("date_modified")),
             )
         )
     return ParsedFeed(
