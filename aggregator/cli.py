@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -267,28 +268,32 @@ def publish() -> None:
         say(f"Wrote {path}")
 
 
-@app.command()
-@friendly
-def status() -> None:
-    """One row per feed: last fetch, result, errors in a row, next try, posts kept."""
-    with aggregator() as agg:
-        rows = agg.status()
-        pending = [c for c in agg.contributors() if not c.feeds]
-    if not rows and not pending:
-        say("No feeds yet. Add one with: aggregator contributors add NAME URL")
-        return
-    table = Table(
-        "Contributor", "Feed", "Last fetch (UTC)", "Result", "Errors", "Next try (UTC)", "Posts"
-    )
-    for row in rows:
+STATUS_COLUMNS = (
+    "Contributor",
+    "Feed",
+    "Last fetch (UTC)",
+    "Result",
+    "Errors",
+    "Next try (UTC)",
+    "Posts",
+)
+#: above this many rows `status` prints plain aligned text: a rich table of thousands of
+#: rows takes seconds to lay out
+RICH_TABLE_MAX_ROWS = 300
+
+
+def status_rows(agg: Aggregator) -> list[tuple[str, ...]]:
+    """One row of plain strings per feed (and per contributor still without one)."""
+    rows = []
+    for row in agg.status():
         if row.paused:
             result = "paused"
         elif row.gone or row.last_result == "failed":
-            result = f"[red]{row.last_error}[/red]"
+            result = row.last_error or "failed"
         elif row.last_result == "not_modified":
             result = "not modified"
         elif row.last_result == "ok":
-            result = "ok" + (f" [yellow](note: {row.problem})[/yellow]" if row.problem else "")
+            result = "ok" + (f" (note: {row.problem})" if row.problem else "")
         else:
             result = "not fetched yet"
         next_try = (
@@ -296,26 +301,53 @@ def status() -> None:
             if (row.gone or row.paused)
             else _when(max(filter(None, [row.next_due_at, row.retry_after_until]), default=None))
         )
-        table.add_row(
-            row.contributor,
-            row.url + (" (label)" if row.kind == "label" else ""),
-            _when(row.last_fetched_at),
-            result,
-            str(row.error_count),
-            next_try,
-            str(row.posts),
+        rows.append(
+            (
+                row.contributor,
+                row.url + (" (label)" if row.kind == "label" else ""),
+                _when(row.last_fetched_at),
+                result,
+                str(row.error_count),
+                next_try,
+                str(row.posts),
+            )
         )
-    for c in pending:
-        table.add_row(
-            c.name,
-            c.homepage,
-            "—",
-            f"[red]{c.discovery_error}[/red]" if c.discovery_error else "feed not discovered yet",
-            "",
-            "next poll",
-            "0",
-        )
-    print_table(table)
+    for c in agg.contributors_without_feeds():
+        reason = c.discovery_error or "feed not discovered yet"
+        rows.append((c.name, c.homepage, "—", reason, "", "next poll", "0"))
+    return rows
+
+
+def plain_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    )
+
+
+def rich_status(rows: list[tuple[str, ...]]) -> Table:
+    table = Table(*STATUS_COLUMNS)
+    for row in rows:
+        cells = [escape(cell) for cell in row]
+        if not row[3].startswith(("ok", "not modified", "paused", "not fetched")):
+            cells[3] = f"[red]{cells[3]}[/red]"
+        table.add_row(*cells)
+    return table
+
+
+@app.command()
+@friendly
+def status() -> None:
+    """One row per feed: last fetch, result, errors in a row, next try, posts kept."""
+    with aggregator() as agg:
+        rows = status_rows(agg)
+    if not rows:
+        say("No feeds yet. Add one with: aggregator contributors add NAME URL")
+    elif sys.stdout.isatty() and len(rows) <= RICH_TABLE_MAX_ROWS:
+        out.print(rich_status(rows))
+    else:
+        say(plain_table(STATUS_COLUMNS, rows))
 
 
 @posts_app.command("hide")

@@ -146,6 +146,12 @@ class Aggregator:
     def contributors(self) -> list[ContributorRow]:
         return self.storage.feeds.contributors()
 
+    def contributors_without_feeds(self) -> list[ContributorRow]:
+        return [
+            ContributorRow(id=i, name=n, homepage=h, all_posts=False, discovery_error=e)
+            for i, n, h, e in self.storage.feeds.contributors_without_feeds(with_errors=True)
+        ]
+
     def remove_contributor(self, name: str) -> int:
         return self.storage.feeds.remove_contributor(name)
 

@@ -142,15 +142,21 @@ class FeedStore:
                 for c in people
             ]
 
-    def contributors_without_feeds(self) -> list[tuple[int, str, str]]:
+    def contributors_without_feeds(self, *, with_errors: bool = False) -> list[tuple]:
+        """(id, name, homepage[, discovery error]) of contributors that have no feed yet."""
         with Session(self.engine) as session:
             has_feed = select(Feed.contributor_id)
             rows = session.exec(
-                select(Contributor.id, Contributor.name, Contributor.homepage).where(
-                    col(Contributor.id).not_in(has_feed)
-                )
+                select(
+                    Contributor.id,
+                    Contributor.name,
+                    Contributor.homepage,
+                    Contributor.discovery_error,
+                ).where(col(Contributor.id).not_in(has_feed))
             ).all()
-            return [(int(i or 0), n, h) for i, n, h in rows]
+            if with_errors:
+                return [(int(i or 0), n, h, e) for i, n, h, e in rows]
+            return [(int(i or 0), n, h) for i, n, h, _e in rows]
 
     def remove_contributor(self, name: str) -> int:
         """Remove a contributor with their feeds and posts; returns how many posts went."""
