@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-import httpx
-
 from .errors import DiscoveryError, FeedError
-from .fetch import FetchLimits, HostGate, fetch
+from .fetch import FetchLimits, HostGate, ShardedClient, fetch
 from .parse import parse_feed
 from .records import ParsedFeed
 
@@ -114,7 +112,7 @@ def label_feed_candidates(feed_url: str, generator: str, tags: list[str]) -> lis
 
 
 async def _try_feed(
-    client: httpx.AsyncClient, url: str, limits: FetchLimits, gate: HostGate
+    client: ShardedClient, url: str, limits: FetchLimits, gate: HostGate
 ) -> FoundFeed | None:
     try:
         result = await fetch(client, url, limits, gate=gate)
@@ -127,7 +125,7 @@ async def _try_feed(
 
 
 async def discover(
-    client: httpx.AsyncClient, homepage: str, limits: FetchLimits, gate: HostGate
+    client: ShardedClient, homepage: str, limits: FetchLimits, gate: HostGate
 ) -> FoundFeed:
     """The blog's main feed, or DiscoveryError saying what was tried."""
     try:
@@ -158,7 +156,7 @@ async def discover(
 
 
 async def find_label_feeds(
-    client: httpx.AsyncClient,
+    client: ShardedClient,
     main: FoundFeed,
     generator: str,
     tags: list[str],

@@ -15,6 +15,7 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -177,18 +178,49 @@ class HostGate:
         return gate
 
 
-def make_client(concurrency: int, limits: FetchLimits) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        follow_redirects=False,
-        timeout=httpx.Timeout(limits.timeout_seconds),
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        headers={"User-Agent": limits.user_agent},
-        trust_env=False,
-    )
+#: connections per pool; httpcore scans its whole pool for every request it places, so
+#: large pools cost CPU that grows with the square of the concurrency
+POOL_SIZE = 8
+
+
+class ShardedClient:
+    """Several small httpx pools behind one `stream()`: a request goes to the pool its URL
+    hashes to, so keep-alive connections are reused without one large pool to scan."""
+
+    def __init__(self, concurrency: int, limits: FetchLimits):
+        shards = max(1, -(-concurrency // POOL_SIZE))
+        per_shard = -(-concurrency // shards)
+        self.clients = [
+            httpx.AsyncClient(
+                follow_redirects=False,
+                timeout=httpx.Timeout(limits.timeout_seconds),
+                limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
+                headers={"User-Agent": limits.user_agent},
+                trust_env=False,
+            )
+            for _ in range(shards)
+        ]
+
+    def stream(self, method: str, url: str, **kwargs: Any) -> Any:
+        return self.clients[hash(url) % len(self.clients)].stream(method, url, **kwargs)
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+    async def __aenter__(self) -> ShardedClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def make_client(concurrency: int, limits: FetchLimits) -> ShardedClient:
+    return ShardedClient(concurrency, limits)
 
 
 async def fetch(
-    client: httpx.AsyncClient,
+    client: ShardedClient,
     url: str,
     limits: FetchLimits,
     *,
@@ -207,7 +239,7 @@ async def fetch(
 
 
 async def _fetch(
-    client: httpx.AsyncClient,
+    client: ShardedClient,
     url: str,
     limits: FetchLimits,
     etag: str | None,
@@ -258,7 +290,7 @@ async def _fetch(
 
 
 async def _one_request(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], limits: FetchLimits
+    client: ShardedClient, url: str, headers: dict[str, str], limits: FetchLimits
 ) -> FetchResult | tuple[int, str]:
     try:
         async with client.stream("GET", url, headers=headers) as response:

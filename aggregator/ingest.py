@@ -19,12 +19,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar
 
-import httpx
 from sqlalchemy.exc import OperationalError
 
 from . import dedupe
 from .errors import FeedError
-from .fetch import FetchLimits, HostGate, fetch
+from .fetch import FetchLimits, HostGate, ShardedClient, fetch
 from .match import EventRules
 from .parse import parse_feed
 from .records import (
@@ -132,7 +131,7 @@ class PollContext:
 
     storage: Storage
     rules: EventRules
-    client: httpx.AsyncClient
+    client: ShardedClient
     limits: FetchLimits
     gate: HostGate
     interval: dt.timedelta
