@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,31 @@ from .storage.feeds import ContributorRow, FeedRow
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
+
+
+#: polls of at least this many feeds parse in worker processes, to use every core;
+#: smaller ones are not worth the start-up of the processes
+PARSE_IN_PROCESSES_FROM = 100
+
+
+class ParseProcesses(Executor):
+    """Worker processes for parsing, started on the first feed that needs parsing, so a
+    poll where every feed answers 304 pays nothing for them. forkserver: safe to start
+    beside this process's threads."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, fn, /, *args, **kwargs):
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["aggregator.ingest"])
+            self._pool = ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context)
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 def system_clock() -> dt.datetime:
@@ -210,12 +237,16 @@ class Aggregator:
     ) -> PollSummary:
         polling = self.settings.polling
         summary = PollSummary()
-        with ThreadPoolExecutor(1, thread_name_prefix="process") as processor:
+        with contextlib.ExitStack() as stack:
+            processor = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="process"))
             async with make_client(polling.concurrency, self.limits) as client:
                 gate = HostGate(self.limits.per_host_concurrency, self.limits.per_host_per_second)
                 await self._discover_pending(client, gate)
                 now = self.now()
                 targets = self.storage.feeds.due(now, include_not_due=include_not_due)
+                parser: Executor = processor
+                if len(targets) >= PARSE_IN_PROCESSES_FROM and (os.cpu_count() or 1) > 1:
+                    parser = stack.enter_context(ParseProcesses())
                 if on_start:
                     on_start(len(targets))
                 ctx = PollContext(
@@ -229,6 +260,7 @@ class Aggregator:
                     now=now,
                     processor=processor,
                     recorder=Recorder(self.storage),
+                    parser=parser,
                 )
                 # a slot is held until the feed is processed: at most `concurrency` bodies
                 # wait in memory at once

@@ -104,6 +104,42 @@ def decide_posts(
     return intents
 
 
+@dataclass(frozen=True)
+class PreparedFeed:
+    """A fetched feed, parsed and decided (what `prepare_feed` hands back)."""
+
+    title: str
+    problem: str | None
+    entries: int
+    intents: list[PostIntent]
+
+
+def prepare_feed(
+    content: bytes,
+    url: str,
+    content_type: str,
+    rules: EventRules,
+    all_posts: bool,
+    now: dt.datetime,
+) -> PreparedFeed | FeedError:
+    """Parse and decide: pure, so it can run in another process. A feed that cannot be
+    read comes back as its FeedError (returned, not raised, to cross process lines)."""
+    try:
+        parsed = parse_feed(content, url, content_type)
+    except FeedError as e:
+        return FeedError(e.reason)
+    problem = parsed.problem
+    entries = parsed.entries
+    if len(entries) > MAX_ENTRIES_PER_FEED:
+        problem = (
+            f"the feed lists {len(entries):,} entries; only the first "
+            f"{MAX_ENTRIES_PER_FEED:,} are read"
+        )
+        parsed = dataclasses.replace(parsed, entries=entries[:MAX_ENTRIES_PER_FEED])
+    intents = decide_posts(parsed, rules, all_posts, now)
+    return PreparedFeed(parsed.title, problem, len(parsed.entries), intents)
+
+
 class Recorder:
     """Collects feeds' poll outcomes and writes them in batches (used on the processor
     thread only). Posts are stored per feed at once; only the feeds' polling state waits."""
@@ -142,9 +178,24 @@ class PollContext:
     #: to the database come one at a time
     processor: Executor
     recorder: Recorder
+    #: where parsing and deciding run: worker processes for large polls (both cores),
+    #: else the processor thread
+    parser: Executor
 
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.processor, func)
+
+    async def prepare(self, result: FetchResult, all_posts: bool) -> PreparedFeed | FeedError:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.parser,
+            prepare_feed,
+            result.content,
+            result.url,
+            result.content_type,
+            self.rules,
+            all_posts,
+            self.now,
+        )
 
 
 def next_due_after_success(
@@ -185,12 +236,28 @@ async def poll_feed(target: FeedToFetch, ctx: PollContext) -> FeedUpdateResult:
         )
     except FeedError as e:
         result = e
-    return await ctx.run(lambda: process_fetched(target, result, ctx))
+    prepared = None
+    if isinstance(result, FetchResult) and _changed(result, target):
+        prepared = await ctx.prepare(result, target.all_posts)
+    return await ctx.run(lambda: process_fetched(target, result, prepared, ctx))
+
+
+def _changed(result: FetchResult, target: FeedToFetch) -> bool:
+    """Not a 304, and not the same bytes as last time (servers that ignore conditional GET)."""
+    return result.modified and _body_hash(result) != target.body_hash
+
+
+def _body_hash(result: FetchResult) -> str:
+    return hashlib.sha256(result.content).hexdigest()
 
 
 def process_fetched(
-    target: FeedToFetch, result: FetchResult | FeedError, ctx: PollContext
+    target: FeedToFetch,
+    result: FetchResult | FeedError,
+    prepared: PreparedFeed | FeedError | None,
+    ctx: PollContext,
 ) -> FeedUpdateResult:
+    """Record what a poll found and store the posts; runs on the processor thread."""
     storage, now = ctx.storage, ctx.now
     errors_so_far = target.error_count
 
@@ -208,9 +275,7 @@ def process_fetched(
     if isinstance(result, FeedError):
         return failed(result)
     due = next_due_after_success(now, ctx.interval, result.fresh_for)
-    new_hash = hashlib.sha256(result.content).hexdigest() if result.modified else None
-    if not result.modified or new_hash == target.body_hash:
-        # 304, or a server that ignores conditional GET but sent the same bytes
+    if prepared is None:  # 304, or the same bytes as last time
         outcome = FeedOutcome(
             "not_modified",
             now,
@@ -222,18 +287,13 @@ def process_fetched(
         ctx.recorder.add(target.feed_id, outcome)
         return FeedUpdateResult(target.feed_id, target.url, "not_modified")
 
+    if isinstance(prepared, FeedError):
+        return failed(prepared)
     try:
-        parsed = parse_feed(result.content, result.url, result.content_type)
-        if len(parsed.entries) > MAX_ENTRIES_PER_FEED:
-            parsed = dataclasses.replace(
-                parsed,
-                entries=parsed.entries[:MAX_ENTRIES_PER_FEED],
-                problem=f"the feed lists {len(parsed.entries):,} entries; only the first "
-                f"{MAX_ENTRIES_PER_FEED:,} are read",
-            )
-        intents = decide_posts(parsed, ctx.rules, target.all_posts, now)
         counts = with_db_retry(
-            lambda: storage.posts.store(target.feed_id, target.contributor_id, intents, now)
+            lambda: storage.posts.store(
+                target.feed_id, target.contributor_id, prepared.intents, now
+            )
         )
     except FeedError as e:
         return failed(e)
@@ -241,11 +301,11 @@ def process_fetched(
         "ok",
         now,
         due,
-        problem=parsed.problem,
-        title=parsed.title,
+        problem=prepared.problem,
+        title=prepared.title,
         etag=result.etag,
         last_modified=result.last_modified,
-        body_hash=new_hash,
+        body_hash=_body_hash(result),
         moved_to=result.moved_to,
     )
     ctx.recorder.add(target.feed_id, outcome)
@@ -253,7 +313,7 @@ def process_fetched(
         target.feed_id,
         target.url,
         "ok",
-        entries=len(parsed.entries),
+        entries=prepared.entries,
         new=counts.new,
         updated=counts.updated,
         duplicates=counts.duplicates,

@@ -79,13 +79,28 @@ def _poll(workdir: str, clock_minutes: int, queue: multiprocessing.Queue) -> Non
     queue.put((elapsed, peak_kib / 1024, summary.line()))
 
 
+def _guarded(target, args, queue) -> None:
+    try:
+        target(*args, queue)
+    except BaseException as e:  # the parent must hear of it, not wait forever
+        queue.put(e)
+
+
 def in_child(target, *args):
     """Run target(*args, queue) in a forked process, apart from the server's threads."""
     queue: multiprocessing.Queue = multiprocessing.Queue()
-    proc = multiprocessing.get_context("fork").Process(target=target, args=(*args, queue))
+    proc = multiprocessing.get_context("fork").Process(target=_guarded, args=(target, args, queue))
     proc.start()
-    result = queue.get(timeout=3600)
+    while True:
+        try:
+            result = queue.get(timeout=1)
+            break
+        except Exception:
+            if not proc.is_alive():
+                raise RuntimeError(f"the benchmark process died (exit {proc.exitcode})") from None
     proc.join()
+    if isinstance(result, BaseException):
+        raise result
     return result
 
 
@@ -121,7 +136,9 @@ def run_reader(python: str, workdir: Path, urls_file: Path) -> tuple[float, floa
 
 async def _bare_gets(urls: list[str], at_once: int) -> None:
     slots = asyncio.Semaphore(at_once)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=at_once)) as client:
+    async with httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=at_once), timeout=60
+    ) as client:
 
         async def one(url: str) -> None:
             async with slots:

@@ -410,3 +410,20 @@ def test_one_failing_feed_does_not_stop_the_others(make_agg, site):
         "not a feed (got an HTML page)",
         1,
     )
+
+
+def test_large_polls_parse_in_worker_processes_with_the_same_results(make_agg, site, monkeypatch):
+    import aggregator.core
+
+    monkeypatch.setattr(aggregator.core, "PARSE_IN_PROCESSES_FROM", 1)
+    agg = make_agg()
+    add(agg, site, "A", "/a", rss(item("From A", guid="a", categories=("Co-production Week",))))
+    add(agg, site, "B", "/b", rss(item("Not tagged", guid="b")))
+    add(agg, site, "C", "/c", rss(item("c", guid="c")))
+    site.routes["/c"] = Response(b"<html><body>gone</body></html>", content_type="text/html")
+    summary = agg.update_feeds()
+    assert (summary.fetched, summary.failed, summary.new) == (2, 1, 1)
+    assert titles(agg) == ["From A"]
+    assert next(r for r in agg.status() if r.contributor == "C").last_error == (
+        "not a feed (got an HTML page)"
+    )
