@@ -14,6 +14,7 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,17 +48,28 @@ PARSE_IN_PROCESSES_FROM = 100
 class ParseProcesses(Executor):
     """Worker processes for parsing, started on the first feed that needs parsing, so a
     poll where every feed answers 304 pays nothing for them. forkserver: safe to start
-    beside this process's threads."""
+    beside this process's threads. Where processes cannot start (a script without an
+    `if __name__ == "__main__":` guard, a locked-down host), parsing falls back to
+    `fallback`, once and for the rest of the poll, with a log line."""
 
-    def __init__(self) -> None:
+    def __init__(self, fallback: Executor) -> None:
+        self._fallback = fallback
         self._pool: ProcessPoolExecutor | None = None
+        self._broken = False
 
     def submit(self, fn, /, *args, **kwargs):
-        if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["aggregator.ingest"])
-            self._pool = ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context)
-        return self._pool.submit(fn, *args, **kwargs)
+        if not self._broken:
+            try:
+                if self._pool is None:
+                    context = multiprocessing.get_context("forkserver")
+                    context.set_forkserver_preload(["aggregator.ingest"])
+                    self._pool = ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context)
+                return self._pool.submit(fn, *args, **kwargs)
+            except (RuntimeError, OSError, BrokenProcessPool) as e:
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                log.warning("parsing in this process: worker processes cannot start (%s)", reason)
+                self._broken = True
+        return self._fallback.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if self._pool is not None:
@@ -246,7 +258,7 @@ class Aggregator:
                 targets = self.storage.feeds.due(now, include_not_due=include_not_due)
                 parser: Executor = processor
                 if len(targets) >= PARSE_IN_PROCESSES_FROM and (os.cpu_count() or 1) > 1:
-                    parser = stack.enter_context(ParseProcesses())
+                    parser = stack.enter_context(ParseProcesses(processor))
                 if on_start:
                     on_start(len(targets))
                 ctx = PollContext(

@@ -427,3 +427,23 @@ def test_large_polls_parse_in_worker_processes_with_the_same_results(make_agg, s
     assert next(r for r in agg.status() if r.contributor == "C").last_error == (
         "not a feed (got an HTML page)"
     )
+
+
+def test_parsing_falls_back_to_this_process_when_workers_cannot_start(
+    make_agg, site, monkeypatch, caplog
+):
+    import multiprocessing
+
+    import aggregator.core
+
+    def no_processes(method):
+        raise RuntimeError("An attempt has been made to start a new process before ...")
+
+    monkeypatch.setattr(aggregator.core, "PARSE_IN_PROCESSES_FROM", 1)
+    monkeypatch.setattr(multiprocessing, "get_context", no_processes)
+    agg = make_agg()
+    add(agg, site, "A", "/a", rss(item("From A", guid="a", categories=("Co-production Week",))))
+    add(agg, site, "B", "/b", rss(item("From B", guid="b", categories=("Co-production Week",))))
+    summary = agg.update_feeds()
+    assert (summary.fetched, summary.failed, summary.new) == (2, 0, 2)
+    assert "worker processes cannot start" in caplog.text
