@@ -58,6 +58,13 @@ def iso_date(value: Any) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC)
 
 
+def categories_of(tags: list[dict[str, Any]] | None) -> tuple[str, ...]:
+    """Category names in feed order, once each. An Atom category may carry a human label
+    beside its term: both are kept, since either can match an event tag."""
+    names = (one_line(v or "") for t in tags or [] for v in (t.get("term"), t.get("label")))
+    return tuple(c for c in dict.fromkeys(names) if c)
+
+
 def _author(obj: dict[str, Any]) -> str:
     # feedparser writes an author with an address as "Name (address)"
     detail = obj.get("author_detail") or {}
@@ -109,15 +116,7 @@ def fast_parse(content: bytes, url: str) -> ParsedFeed | None:
                 content_html=content_html,
                 summary_html=summary,
                 base=url,
-                categories=tuple(
-                    c
-                    for c in dict.fromkeys(
-                        one_line(v or "")
-                        for t in e.get("tags") or []
-                        for v in (t.get("term"), t.get("label"))
-                    )
-                    if c
-                ),
+                categories=categories_of(e.get("tags")),
                 published=_whole_seconds(iso_date(e.get("published"))),
                 # feedparser reports an RSS item's only date as its updated date too
                 updated=_whole_seconds(iso_date(e.get("updated")) or iso_date(e.get("published"))),

@@ -23,7 +23,7 @@ from typing import Any
 import feedparser
 
 from .errors import FeedError
-from .fastparse import fast_parse, iso_date
+from .fastparse import categories_of, fast_parse, iso_date
 from .records import EntryData, ParsedFeed
 from .sanitize import absolute_url
 from .text import html_to_text, one_line, strip_controls
@@ -126,16 +126,7 @@ def _entry(e: Any, feed_url: str, feed_author: str) -> EntryData:
     summary_html = _html_of(summary_detail) if summary_detail else ""
     if not content_html:
         base = summary_detail.get("base") or feed_url
-    categories = tuple(
-        c
-        # an Atom category may carry a human label beside its term: both can match a tag
-        for c in dict.fromkeys(
-            one_line(value or "")
-            for t in e.get("tags") or []
-            for value in (t.get("term"), t.get("label"))
-        )
-        if c
-    )
+    categories = categories_of(e.get("tags"))
     return EntryData(
         entry_id=one_line(e.get("id", "") or "") or None,
         link=link,
