@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -508,6 +509,10 @@ def serve(
     from .worker import Worker
 
     logging.getLogger("aggregator").setLevel(logging.INFO)
+    # uvicorn stops on SIGTERM/SIGINT and then raises the signal again once it has
+    # finished; with this handler that last signal is harmless, so the worker below is
+    # stopped between jobs and the process exits with status 0
+    signal.signal(signal.SIGTERM, lambda *_: None)
     with aggregator() as agg:
         worker = Worker(agg) if with_worker else None
         if worker:

@@ -130,6 +130,11 @@ def send_digest(
 ) -> DigestReport:
     report = DigestReport(date)
     subs = storage.subscribers
+    if not subs.active():
+        # nobody to send to: leave the posts for the first digest that has readers
+        report.skipped_reason = "no subscribers yet; nothing sent"
+        log.info(report.line())
+        return report
     posts = storage.posts.make_digest(date, now, allow_empty=not settings.digest.skip_when_empty)
     if posts is None:
         report.skipped_reason = "no new event posts; nothing sent (digest.skip_when_empty)"

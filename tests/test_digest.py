@@ -349,3 +349,16 @@ feed = "{url}"
     assert "poll: feeds: 1 fetched" in output
     assert "worker stopped" in output
     assert "Traceback" not in output
+
+
+def test_without_subscribers_the_posts_wait_for_the_first_reader(make_agg, site, mail, clock):
+    agg = make_agg(digest={"smtp_host": "127.0.0.1", "smtp_port": mail.port})
+    url = feed_with(site, "Post early")
+    agg.add_contributor("Blog", url, feed=url)
+    agg.update_feeds()
+    clock.advance(minutes=1)
+    assert agg.send_digest(dt.date(2017, 7, 5)).skipped_reason == "no subscribers yet; nothing sent"
+    agg.add_subscriber("first@example.org")
+    clock.advance(days=1)
+    agg.send_digest(dt.date(2017, 7, 6))
+    assert [post_titles(m) for _r, m in received(mail)] == [["Post early"]]

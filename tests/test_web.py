@@ -284,3 +284,67 @@ def test_organisers_are_alerted_once_a_day_about_failing_and_silent_feeds(agg, s
     assert "Quiet blog has published nothing labelled for Co-production Week 2017" in text
     assert agg.send_health_alert() == "organiser alert: already sent today"
     assert len(mail.messages) == 1
+
+
+def test_serve_with_worker_polls_and_serves_then_stops_on_sigterm(tmp_path, site):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    url = serve_feed(site, "/blog", rss(item("Served by the worker", guid="w", categories=TAG)))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "event.toml"
+    config.write_text(f"""
+[event]
+name = "E"
+tags = ["Co-production Week"]
+[database]
+url = "sqlite:///{tmp_path / "s.db"}"
+[polling]
+allow_private_addresses = true
+[publish]
+output_dir = "{tmp_path / "out"}"
+[[contributors]]
+name = "Blog"
+url = "{url}"
+feed = "{url}"
+""")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aggregator.cli",
+            "--config",
+            str(config),
+            "serve",
+            "--port",
+            str(port),
+            "--with-worker",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    page = ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
+            if "Served by the worker" in page:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=30)
+    assert "Served by the worker" in page, output
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
