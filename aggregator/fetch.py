@@ -185,11 +185,12 @@ POOL_SIZE = 8
 
 class ShardedClient:
     """Several small httpx pools behind one `stream()`: a request goes to the pool its URL
-    hashes to, so keep-alive connections are reused without one large pool to scan."""
+    hashes to, so a feed's keep-alive connection is reused without one large pool to scan."""
 
     def __init__(self, concurrency: int, limits: FetchLimits):
         shards = max(1, -(-concurrency // POOL_SIZE))
         per_shard = -(-concurrency // shards)
+        ssl_context = httpx.create_ssl_context()  # loading the CA file once, not per pool
         self.clients = [
             httpx.AsyncClient(
                 follow_redirects=False,
@@ -197,6 +198,7 @@ class ShardedClient:
                 limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
                 headers={"User-Agent": limits.user_agent},
                 trust_env=False,
+                verify=ssl_context,
             )
             for _ in range(shards)
         ]
