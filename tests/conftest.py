@@ -186,3 +186,32 @@ def published(agg: Aggregator) -> list[Any]:
 
 def titles(agg: Aggregator) -> list[str]:
     return [e.title for e in published(agg)]
+
+
+def worker_config(tmp_path: Path, feed_url: str) -> Path:
+    """A config file for the command run as a real process, with one seeded contributor."""
+    config = tmp_path / "event.toml"
+    config.write_text(f"""
+[event]
+name = "E"
+tags = ["Co-production Week"]
+[database]
+url = "sqlite:///{tmp_path / "worker.db"}"
+[polling]
+allow_private_addresses = true
+[publish]
+output_dir = "{tmp_path / "out"}"
+[[contributors]]
+name = "Blog"
+url = "{feed_url}"
+feed = "{feed_url}"
+""")
+    return config
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

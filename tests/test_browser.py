@@ -7,7 +7,6 @@ import email
 import email.policy
 import re
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -19,19 +18,13 @@ from aggregator.core import Aggregator
 from aggregator.loopback import MailSink, Response
 from aggregator.web import create_app, hash_password
 
-from .conftest import base_settings, item, rss, serve_feed
+from .conftest import base_settings, free_port, item, rss, serve_feed
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "output" / "screenshots"
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="no Chromium here (.ci/run installs Debian's chromium)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from aggregator.cli import app
 from aggregator.loopback import MailSink
 from aggregator.worker import digest_trigger, missed_digest_today
 
-from .conftest import item, rss, serve_feed
+from .conftest import item, rss, serve_feed, worker_config
 
 TAG = ("Co-production Week",)
 READERS = ["ann@example.org", "bob@example.org"]
@@ -312,22 +312,7 @@ def test_subscribers_commands(tmp_path, database_url):
 
 def test_run_polls_publishes_and_stops_on_sigterm(tmp_path, site):
     url = feed_with(site, "Post from the worker")
-    config = tmp_path / "event.toml"
-    config.write_text(f"""
-[event]
-name = "E"
-tags = ["Co-production Week"]
-[database]
-url = "sqlite:///{tmp_path / "w.db"}"
-[polling]
-allow_private_addresses = true
-[publish]
-output_dir = "{tmp_path / "out"}"
-[[contributors]]
-name = "Blog"
-url = "{url}"
-feed = "{url}"
-""")
+    config = worker_config(tmp_path, url)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "aggregator.cli", "--config", str(config), "run"],

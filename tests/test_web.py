@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from aggregator.loopback import MailSink
 from aggregator.web import create_app, hash_password
 
-from .conftest import item, rss, serve_feed
+from .conftest import free_port, item, rss, serve_feed, worker_config
 
 TAG = ("Co-production Week",)
 
@@ -289,7 +289,6 @@ def test_organisers_are_alerted_once_a_day_about_failing_and_silent_feeds(agg, s
 def test_serve_with_worker_polls_and_serves_then_stops_on_sigterm(tmp_path, site):
     import os
     import signal
-    import socket
     import subprocess
     import sys
     import time
@@ -297,25 +296,8 @@ def test_serve_with_worker_polls_and_serves_then_stops_on_sigterm(tmp_path, site
     import httpx
 
     url = serve_feed(site, "/blog", rss(item("Served by the worker", guid="w", categories=TAG)))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = tmp_path / "event.toml"
-    config.write_text(f"""
-[event]
-name = "E"
-tags = ["Co-production Week"]
-[database]
-url = "sqlite:///{tmp_path / "s.db"}"
-[polling]
-allow_private_addresses = true
-[publish]
-output_dir = "{tmp_path / "out"}"
-[[contributors]]
-name = "Blog"
-url = "{url}"
-feed = "{url}"
-""")
+    port = free_port()
+    config = worker_config(tmp_path, url)
     proc = subprocess.Popen(
         [
             sys.executable,
