@@ -30,27 +30,8 @@ import httpx
 
 from aggregator.config import settings_from_dict
 from aggregator.core import Aggregator
-from aggregator.loopback import LoopbackSite, Response
 
-
-def feed_body(index: int, entries: int) -> bytes:
-    items = []
-    for n in range(entries):
-        tag = (
-            "<category>Co-production Week</category>" if n % 5 == 0 else "<category>misc</category>"
-        )
-        items.append(
-            f"<item><title>Post {n} of blog {index}</title><guid>b{index}-p{n}</guid>"
-            f"<link>http://blog{index}.example/p/{n}</link>"
-            f"<pubDate>Mon, 03 Jul 2017 {n % 24:02d}:00:00 +0000</pubDate>{tag}"
-            "<description><![CDATA[<p>"
-            + ("Words about the week and more. " * 40)
-            + f"blog{index}post{n}</p>]]></description></item>"
-        )
-    return (
-        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Blog {index}</title>'
-        f"<link>http://blog{index}.example/</link>{''.join(items)}</channel></rss>"
-    ).encode()
+FEED_SERVER = Path(__file__).with_name("feedserver.py")
 
 
 def settings(workdir: Path) -> dict:
@@ -134,43 +115,87 @@ def run_reader(python: str, workdir: Path, urls_file: Path) -> tuple[float, floa
     return elapsed, peak, "lemon24/reader 3.27, update_feeds(workers=20, scheduled=False)"
 
 
-async def _bare_gets(urls: list[str], at_once: int) -> None:
+#: what the floor remembers between polls, as a feed reader would: each URL's ETag
+FLOOR_ETAGS: dict[str, str] = {}
+
+
+async def _bare_gets_aiohttp(urls: list[str], at_once: int, etags: dict[str, str]) -> None:
+    import aiohttp
+
     slots = asyncio.Semaphore(at_once)
-    async with httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=at_once), timeout=60
-    ) as client:
+    connector = aiohttp.TCPConnector(limit=at_once)
+    async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(url: str) -> None:
             async with slots:
-                await client.get(url)
+                headers = {"If-None-Match": etags[url]} if url in etags else {}
+                async with session.get(url, headers=headers) as response:
+                    await response.read()
+                    etags[url] = response.headers.get("etag", "")
 
         await asyncio.gather(*(one(u) for u in urls))
 
 
-def _floor(urls: list[str], queue: multiprocessing.Queue) -> None:
+async def _bare_gets_httpx(urls: list[str], at_once: int, etags: dict[str, str]) -> None:
+    slots = asyncio.Semaphore(at_once)
+    limits = httpx.Limits(max_connections=at_once)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def one(url: str) -> None:
+            async with slots:
+                headers = {"If-None-Match": etags[url]} if url in etags else {}
+                response = await client.get(url, headers=headers)
+                etags[url] = response.headers.get("etag", "")
+
+        await asyncio.gather(*(one(u) for u in urls))
+
+
+def _floor(urls: list[str], client: str, etags: dict, queue: multiprocessing.Queue) -> None:
+    gets = _bare_gets_aiohttp if client == "aiohttp" else _bare_gets_httpx
     start = time.perf_counter()
-    asyncio.run(_bare_gets(urls, 50))
+    asyncio.run(gets(urls, 50, etags))
     elapsed = time.perf_counter() - start
-    queue.put(
-        (
-            elapsed,
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "bare GETs, httpx, 50 at once, no parsing or storing",
-        )
-    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((elapsed, peak, f"bare GETs, {client}, 50 at once, no parsing or storing", etags))
 
 
-def run_floor(urls: list[str]) -> tuple[float, float, str]:
-    return in_child(_floor, urls)
+def run_floor(urls: list[str], client: str) -> tuple[float, float, str]:
+    *result, etags = in_child(_floor, urls, client, FLOOR_ETAGS.setdefault(client, {}))
+    FLOOR_ETAGS[client] = etags
+    return tuple(result)
 
 
-def changed_body(index: int, entries: int) -> bytes:
-    return feed_body(index, entries).replace(
-        b"<item>",
-        b"<item><title>New</title><guid>new-%d</guid>"
-        b"<category>Co-production Week</category><description>x</description></item><item>" % index,
-        1,
-    )
+def floor_client() -> str:
+    """The issue's floor is aiohttp's; httpx when aiohttp is not installed."""
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return "httpx"
+    return "aiohttp"
+
+
+class FeedServerProcess:
+    """benchmarks/feedserver.py in a process of its own, apart from the polls' CPU."""
+
+    def __init__(self, feeds: int, entries: int, latency_ms: float):
+        command = [sys.executable, str(FEED_SERVER), "--feeds", str(feeds)]
+        command += ["--entries", str(entries), "--latency-ms", str(latency_ms)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline().split()
+        if len(line) != 2 or line[0] != "port":
+            self.process.kill()
+            raise RuntimeError("the feed server did not start")
+        self.base = f"http://127.0.0.1:{line[1]}"
+
+    def change(self) -> None:
+        httpx.get(self.base + "/_change").raise_for_status()
+
+    def __enter__(self) -> FeedServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait()
 
 
 POLLS = ["first poll", "all 304", "10% changed"]
@@ -184,18 +209,18 @@ def main() -> None:
     parser.add_argument("--reader-python", help="a Python >= 3.12 with reader 3.27 installed")
     args = parser.parse_args()
 
+    client = floor_client()
     results: dict[str, dict[str, tuple[float, float, str]]] = {
         "floor": {},
         "ours": {},
         "reader": {},
     }
-    with tempfile.TemporaryDirectory() as tmp, LoopbackSite() as site:
-        site.server.request_queue_size = 1024
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FeedServerProcess(args.feeds, args.entries, args.latency_ms) as server,
+    ):
         workdir = Path(tmp)
-        delay = args.latency_ms / 1000
-        for i in range(args.feeds):
-            site.routes[f"/feed/{i}"] = Response(feed_body(i, args.entries), delay=delay)
-        urls = [site.url(f"/feed/{i}") for i in range(args.feeds)]
+        urls = [f"{server.base}/feed/{i}" for i in range(args.feeds)]
         urls_file = workdir / "urls.txt"
         urls_file.write_text("\n".join(urls))
         with Aggregator(settings_from_dict(settings(workdir))) as agg:
@@ -205,9 +230,8 @@ def main() -> None:
                 agg.storage.feeds.add_feed(contributor, url, "main", "", now)
         for step, name in enumerate(POLLS):
             if step == 2:
-                for i in range(0, args.feeds, 10):
-                    site.routes[f"/feed/{i}"] = Response(changed_body(i, args.entries), delay=delay)
-            results["floor"][name] = run_floor(urls)
+                server.change()
+            results["floor"][name] = run_floor(urls, client)
             results["ours"][name] = run_poll(workdir, 60 * step)
             if args.reader_python:
                 results["reader"][name] = run_reader(args.reader_python, workdir, urls_file)
