@@ -12,8 +12,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, insert, or_, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -53,21 +53,27 @@ def _clamped(published: dt.datetime | None, now: dt.datetime) -> dt.datetime:
     return published
 
 
-def _apply(post: Post, intent: PostIntent, now: dt.datetime) -> None:
-    post.title = intent.title
-    post.link = intent.link
-    post.canonical_link = intent.canonical_link
-    post.link_key = intent.link_key
-    post.fingerprint = intent.fingerprint
-    post.author = intent.author[:500]
-    post.content = intent.content_html
-    post.text = intent.text
-    post.categories = json.dumps(list(intent.categories))
-    post.published = intent.published
-    post.updated = intent.updated
-    post.content_hash = intent.content_hash
-    first_seen = post.first_seen or now
-    post.sort_date = _clamped(intent.published or intent.updated, first_seen)
+def _columns(intent: PostIntent, first_seen: dt.datetime) -> dict[str, object]:
+    """The Post columns an entry sets (new posts and edits alike)."""
+    return {
+        "title": intent.title,
+        "link": intent.link,
+        "canonical_link": intent.canonical_link,
+        "link_key": intent.link_key,
+        "fingerprint": intent.fingerprint,
+        "author": intent.author[:500],
+        "content": intent.content_html,
+        "text": intent.text,
+        "categories": json.dumps(list(intent.categories)),
+        "published": intent.published,
+        "updated": intent.updated,
+        "content_hash": intent.content_hash,
+        "sort_date": _clamped(intent.published or intent.updated, first_seen),
+    }
+
+
+_POSTS = Post.__table__
+_SOURCES = PostSource.__table__
 
 
 class PostStore:
@@ -77,110 +83,132 @@ class PostStore:
     def store(
         self, feed_id: int, contributor_id: int, intents: list[PostIntent], now: dt.datetime
     ) -> StoreCounts:
-        """Store one feed's event posts in one transaction, with a fixed number of queries."""
+        """Store one feed's event posts in one transaction, with a fixed number of queries
+        (SQLAlchemy Core with executemany: the ORM's unit of work cost more than the rest
+        of a poll)."""
+        with self.engine.begin() as conn:
+            return self._store(conn, feed_id, contributor_id, intents, now)
+
+    def _store(
+        self,
+        conn: Connection,
+        feed_id: int,
+        contributor_id: int,
+        intents: list[PostIntent],
+        now: dt.datetime,
+    ) -> StoreCounts:
         new = updated = duplicates = 0
-        with Session(self.engine) as session:
-            known = {
-                key: (post_id, primary)
-                for key, post_id, primary in session.exec(
-                    select(PostSource.entry_key, PostSource.post_id, PostSource.is_primary).where(
-                        PostSource.feed_id == feed_id
-                    )
-                ).all()
-            }
-            hashes = self._content_hashes(
-                session, [pid for pid, primary in known.values() if primary]
+        known = {
+            key: (post_id, primary)
+            for key, post_id, primary in conn.execute(
+                select(_SOURCES.c.entry_key, _SOURCES.c.post_id, _SOURCES.c.is_primary).where(
+                    _SOURCES.c.feed_id == feed_id
+                )
             )
-            fresh = [i for i in intents if i.entry_key not in known]
-            by_link, by_text = self._same_posts(session, fresh)
-            # (post id or a Post made in this batch, entry key, link, first copy?)
-            sources: list[tuple[int | Post, str, str | None, bool]] = []
-            for intent in intents:
-                if intent.entry_key in known:
-                    post_id, primary = known[intent.entry_key]
-                    if primary and hashes.get(post_id) != intent.content_hash:
-                        post = session.get(Post, post_id)
-                        if post is not None:
-                            _apply(post, intent, now)
-                            session.add(post)
-                            hashes[post_id] = intent.content_hash
-                            updated += 1
-                    continue
-                same = (by_link.get(intent.link_key) if intent.link_key else None) or (
-                    by_text.get(intent.fingerprint) if intent.fingerprint else None
-                )
-                if same is not None:
-                    sources.append((same, intent.entry_key, intent.link, False))
-                    duplicates += 1
-                else:
-                    post = Post(
-                        contributor_id=contributor_id,
-                        feed_id=feed_id,
-                        entry_id=intent.entry_key,
-                        title="",
-                        content="",
-                        text="",
-                        first_seen=now,
-                        sort_date=now,
-                        content_hash="",
+        }
+        hashes = self._content_hashes(conn, [pid for pid, primary in known.values() if primary])
+        fresh = [i for i in intents if i.entry_key not in known]
+        by_link, by_text = self._same_posts(conn, fresh)
+        new_rows: list[dict[str, object]] = []
+        # (post id, or the index of a post in new_rows; entry key; link; first copy?)
+        sources: list[tuple[int | str, str, str | None, bool]] = []
+        for intent in intents:
+            if intent.entry_key in known:
+                post_id, primary = known[intent.entry_key]
+                if primary and post_id in hashes and hashes[post_id] != intent.content_hash:
+                    first_seen = conn.execute(
+                        select(_POSTS.c.first_seen).where(_POSTS.c.id == post_id)
+                    ).scalar_one()
+                    conn.execute(
+                        update(_POSTS)
+                        .where(_POSTS.c.id == post_id)
+                        .values(**_columns(intent, first_seen))
                     )
-                    _apply(post, intent, now)
-                    session.add(post)
-                    sources.append((post, intent.entry_key, intent.link, True))
-                    if intent.link_key:
-                        by_link.setdefault(intent.link_key, post)
-                    if intent.fingerprint:
-                        by_text.setdefault(intent.fingerprint, post)
-                    new += 1
-                known[intent.entry_key] = (0, False)  # a repeat later in the feed is skipped
-            session.flush()  # one round of inserts gives the new posts their ids
-            for target, key, link, primary in sources:
-                post_id = target if isinstance(target, int) else target.id
-                assert post_id is not None
-                session.add(
-                    PostSource(
-                        post_id=post_id,
-                        feed_id=feed_id,
-                        entry_key=key,
-                        is_primary=primary,
-                        link=link,
-                        first_seen=now,
-                    )
+                    hashes[post_id] = intent.content_hash
+                    updated += 1
+                continue
+            same = (by_link.get(intent.link_key) if intent.link_key else None) or (
+                by_text.get(intent.fingerprint) if intent.fingerprint else None
+            )
+            if same is not None:
+                sources.append((same, intent.entry_key, intent.link, False))
+                duplicates += 1
+            else:
+                pending = f"new:{len(new_rows)}"
+                new_rows.append(
+                    {
+                        "contributor_id": contributor_id,
+                        "feed_id": feed_id,
+                        "entry_id": intent.entry_key,
+                        "first_seen": now,
+                        "hidden": False,
+                        **_columns(intent, now),
+                    }
                 )
-            session.commit()
+                sources.append((pending, intent.entry_key, intent.link, True))
+                if intent.link_key:
+                    by_link.setdefault(intent.link_key, pending)
+                if intent.fingerprint:
+                    by_text.setdefault(intent.fingerprint, pending)
+                new += 1
+            known[intent.entry_key] = (0, False)  # a repeat later in the feed is skipped
+        ids: list[int] = []
+        if new_rows:
+            ids = list(
+                conn.execute(
+                    insert(_POSTS).returning(_POSTS.c.id, sort_by_parameter_order=True), new_rows
+                ).scalars()
+            )
+        if sources:
+            conn.execute(
+                insert(_SOURCES),
+                [
+                    {
+                        "post_id": ids[int(target[4:])] if isinstance(target, str) else target,
+                        "feed_id": feed_id,
+                        "entry_key": key,
+                        "is_primary": primary,
+                        "link": link,
+                        "first_seen": now,
+                    }
+                    for target, key, link, primary in sources
+                ],
+            )
         return StoreCounts(new=new, updated=updated, duplicates=duplicates)
 
     @staticmethod
-    def _content_hashes(session: Session, post_ids: list[int]) -> dict[int, str]:
+    def _content_hashes(conn: Connection, post_ids: list[int]) -> dict[int, str]:
         hashes: dict[int, str] = {}
         for start in range(0, len(post_ids), 500):
             chunk = post_ids[start : start + 500]
-            rows = session.exec(select(Post.id, Post.content_hash).where(col(Post.id).in_(chunk)))
+            rows = conn.execute(
+                select(_POSTS.c.id, _POSTS.c.content_hash).where(_POSTS.c.id.in_(chunk))
+            )
             hashes.update((int(post_id), content_hash) for post_id, content_hash in rows)
         return hashes
 
     @staticmethod
     def _same_posts(
-        session: Session, intents: list[PostIntent]
-    ) -> tuple[dict[str, int | Post], dict[str, int | Post]]:
+        conn: Connection, intents: list[PostIntent]
+    ) -> tuple[dict[str, int | str], dict[str, int | str]]:
         """Stored posts sharing a link key or a text fingerprint with these entries (first wins)."""
         links = list({i.link_key for i in intents if i.link_key})
         texts = list({i.fingerprint for i in intents if i.fingerprint})
-        by_link: dict[str, int | Post] = {}
-        by_text: dict[str, int | Post] = {}
+        by_link: dict[str, int | str] = {}
+        by_text: dict[str, int | str] = {}
         for start in range(0, max(len(links), len(texts)), 400):
             link_chunk, text_chunk = links[start : start + 400], texts[start : start + 400]
             conditions = []
             if link_chunk:
-                conditions.append(col(Post.link_key).in_(link_chunk))
+                conditions.append(_POSTS.c.link_key.in_(link_chunk))
             if text_chunk:
-                conditions.append(col(Post.fingerprint).in_(text_chunk))
+                conditions.append(_POSTS.c.fingerprint.in_(text_chunk))
             if not conditions:
                 continue
-            rows = session.exec(
-                select(Post.id, Post.link_key, Post.fingerprint)
+            rows = conn.execute(
+                select(_POSTS.c.id, _POSTS.c.link_key, _POSTS.c.fingerprint)
                 .where(or_(*conditions))
-                .order_by(Post.id)
+                .order_by(_POSTS.c.id)
             ).all()
             wanted_links, wanted_texts = set(link_chunk), set(text_chunk)
             for post_id, key, fingerprint in rows:
