@@ -28,7 +28,8 @@ except ImportError:  # the fast path is optional
 
 # features the fast path leaves to feedparser
 # (undefined entities such as &uuml; need no rule: the strict XML check below refuses them)
-_DECLINE = re.compile(rb"xml:base|feedburner|media:description|<!DOCTYPE|<!ENTITY")
+# (plain substring tests: a regex alternation took ~0.2 ms over a 30 KB feed)
+_DECLINE = (b"xml:base", b"feedburner", b"media:description", b"<!DOCTYPE", b"<!ENTITY")
 _DECLARED = re.compile(rb"^\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)[\"']", re.I)
 _MARKUP = re.compile(r"[<&]")
 _STRICT = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
@@ -50,9 +51,12 @@ def iso_date(value: Any) -> dt.datetime | None:
     if not value or not isinstance(value, str):
         return None
     try:
-        parsed = date_parser.isoparse(value)
-    except (ValueError, OverflowError):
-        return None
+        parsed = dt.datetime.fromisoformat(value)  # fast, and what fastfeedparser writes
+    except ValueError:
+        try:
+            parsed = date_parser.isoparse(value)
+        except (ValueError, OverflowError):
+            return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)
@@ -81,7 +85,9 @@ def _whole_seconds(value: dt.datetime | None) -> dt.datetime | None:
 
 def fast_parse(content: bytes, url: str) -> ParsedFeed | None:
     """A ParsedFeed, or None when this document should go to feedparser."""
-    if fastfeedparser is None or _DECLINE.search(content) or not _utf8(content):
+    if fastfeedparser is None or not _utf8(content):
+        return None
+    if any(marker in content for marker in _DECLINE):
         return None
     try:
         # well-formed XML only: feedparser's recovery from broken XML is the reference
@@ -96,6 +102,7 @@ def fast_parse(content: bytes, url: str) -> ParsedFeed | None:
     if ids < len(raw_entries) or titles <= len(raw_entries):
         return None
     feed = parsed.get("feed") or {}
+    feed_author = _author(feed)
     entries = []
     for e in raw_entries:
         title = e.get("title") or ""
@@ -107,19 +114,20 @@ def fast_parse(content: bytes, url: str) -> ParsedFeed | None:
         summary = strip_controls(e.get("description") or "").strip()
         if any(c.get("type") in ("text", "text/plain") for c in contents):
             return None
+        published = _whole_seconds(iso_date(e.get("published")))
         entries.append(
             EntryData(
                 entry_id=one_line(e.get("id") or "") or None,
                 link=absolute_url(e.get("link"), url),
                 title=one_line(html.unescape(title)) if "&" in title else one_line(title),
-                author=_author(e) or _author(feed),
+                author=_author(e) or feed_author,
                 content_html=content_html,
                 summary_html=summary,
                 base=url,
                 categories=categories_of(e.get("tags")),
-                published=_whole_seconds(iso_date(e.get("published"))),
+                published=published,
                 # feedparser reports an RSS item's only date as its updated date too
-                updated=_whole_seconds(iso_date(e.get("updated")) or iso_date(e.get("published"))),
+                updated=_whole_seconds(iso_date(e.get("updated"))) or published,
             )
         )
     return ParsedFeed(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 # a hashtag in rendered text: '#' not preceded by a word character or '&' (entities)
 _HASHTAG = re.compile(r"(?<![\w&/])#(\w[\w-]*)")
 _NON_WORD = re.compile(r"[\W_]+")
-_SPACE = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=8192)  # feeds repeat their categories entry after entry
 def normalise_tag(tag: str) -> str:
     """`Co-production Week` = `coproduction week` = `#CoProductionWeek` -> `coproductionweek`."""
     return _NON_WORD.sub("", tag.casefold())
@@ -21,10 +22,12 @@ def normalise_tag(tag: str) -> str:
 
 def normalise_phrase(text: str) -> str:
     """Case-folded, hyphens removed, runs of whitespace collapsed."""
-    return _SPACE.sub(" ", text.casefold().replace("-", "").replace("\u2010", "")).strip()
+    return " ".join(text.casefold().replace("-", "").replace("\u2010", "").split())
 
 
 def hashtags(text: str) -> set[str]:
+    if "#" not in text:
+        return set()
     return {normalise_tag(tag) for tag in _HASHTAG.findall(text)}
 
 

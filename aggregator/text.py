@@ -54,7 +54,6 @@ _BLOCK_TAGS = frozenset(
 )
 # a tag, with quoted attribute values that may themselves contain '>'
 _TAG = re.compile(r"""<(/?)([a-zA-Z][a-zA-Z0-9]*)(?:[^>"']|"[^"]*"|'[^']*')*>|<!--.*?-->""", re.S)
-_SPACE = re.compile(r"\s+")
 # C0 controls other than tab/newline/CR, and the XML-forbidden non-characters
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
@@ -66,7 +65,7 @@ def strip_controls(value: str) -> str:
 
 def one_line(value: str) -> str:
     """Collapse all whitespace (including CR/LF) to single spaces: safe for titles and headers."""
-    return _SPACE.sub(" ", strip_controls(value)).strip()
+    return " ".join(strip_controls(value).split())  # split() and \s agree on what is space
 
 
 def html_to_text(fragment: str) -> str:
