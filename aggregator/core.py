@@ -10,14 +10,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import multiprocessing
-import os
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -31,6 +27,7 @@ from .mail import send_one, simple_message
 from .match import EventRules
 from .opml import OpmlEntry, read_opml, render_opml
 from .parse import parse_feed
+from .parsepool import make_parser
 from .publish import PageDigest, write_atomic, write_outputs
 from .records import FeedToFetch, FeedUpdateResult, PollSummary
 from .storage import Storage
@@ -39,42 +36,6 @@ from .storage.feeds import ContributorRow, FeedRow
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
-
-
-#: polls of at least this many feeds parse in worker processes, to use every core;
-#: smaller ones are not worth the start-up of the processes
-PARSE_IN_PROCESSES_FROM = 100
-
-
-class ParseProcesses(Executor):
-    """Worker processes for parsing, started on the first feed that needs parsing, so a
-    poll where every feed answers 304 pays nothing for them. forkserver: safe to start
-    beside this process's threads. Where processes cannot start (a script without an
-    `if __name__ == "__main__":` guard, a locked-down host), parsing falls back to
-    `fallback`, once and for the rest of the poll, with a log line."""
-
-    def __init__(self, fallback: Executor) -> None:
-        self._fallback = fallback
-        self._pool: ProcessPoolExecutor | None = None
-        self._broken = False
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        if not self._broken:
-            try:
-                if self._pool is None:
-                    context = multiprocessing.get_context("forkserver")
-                    context.set_forkserver_preload(["aggregator.ingest"])
-                    self._pool = ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context)
-                return self._pool.submit(fn, *args, **kwargs)
-            except (RuntimeError, OSError, BrokenProcessPool) as e:
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                log.warning("parsing in this process: worker processes cannot start (%s)", reason)
-                self._broken = True
-        return self._fallback.submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 def system_clock() -> dt.datetime:
@@ -257,9 +218,7 @@ class Aggregator:
                 await self._discover_pending(client, gate)
                 now = self.now()
                 targets = self.storage.feeds.due(now, include_not_due=include_not_due)
-                parser: Executor = processor
-                if len(targets) >= PARSE_IN_PROCESSES_FROM and (os.cpu_count() or 1) > 1:
-                    parser = stack.enter_context(ParseProcesses(processor))
+                parser = stack.enter_context(make_parser(processor, len(targets)))
                 if on_start:
                     on_start(len(targets))
                 ctx = PollContext(

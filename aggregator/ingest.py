@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -186,16 +187,22 @@ class PollContext:
         return await asyncio.get_running_loop().run_in_executor(self.processor, func)
 
     async def prepare(self, result: FetchResult, all_posts: bool) -> PreparedFeed | FeedError:
-        return await asyncio.get_running_loop().run_in_executor(
-            self.parser,
-            prepare_feed,
-            result.content,
-            result.url,
-            result.content_type,
-            self.rules,
-            all_posts,
-            self.now,
-        )
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.parser,
+                prepare_feed,
+                result.content,
+                result.url,
+                result.content_type,
+                self.rules,
+                all_posts,
+                self.now,
+            )
+        except BrokenProcessPool:
+            return FeedError(
+                "reading the feed stopped: a parsing process died (out of memory?); "
+                "it is read again at the next poll"
+            )
 
 
 def next_due_after_success(

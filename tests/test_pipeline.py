@@ -3,6 +3,8 @@ the published feed.atom."""
 
 from __future__ import annotations
 
+import pytest
+
 from aggregator.loopback import Response
 
 from .conftest import atom, atom_entry, item, published, rss, serve_feed, titles
@@ -412,10 +414,18 @@ def test_one_failing_feed_does_not_stop_the_others(make_agg, site):
     )
 
 
-def test_large_polls_parse_in_worker_processes_with_the_same_results(make_agg, site, monkeypatch):
-    import aggregator.core
+def processes_from_the_start(monkeypatch) -> None:
+    import aggregator.parsepool
 
-    monkeypatch.setattr(aggregator.core, "PARSE_IN_PROCESSES_FROM", 1)
+    monkeypatch.setattr(aggregator.parsepool, "PARSE_IN_PROCESSES_FROM", 1)
+    monkeypatch.setattr(aggregator.parsepool, "BACKLOG_FOR_PROCESSES", 0)
+
+
+def test_large_polls_parse_in_worker_processes_with_the_same_results(
+    make_agg, site, monkeypatch, caplog
+):
+    processes_from_the_start(monkeypatch)
+    caplog.set_level("INFO", logger="aggregator.parsepool")
     agg = make_agg()
     add(agg, site, "A", "/a", rss(item("From A", guid="a", categories=("Co-production Week",))))
     add(agg, site, "B", "/b", rss(item("Not tagged", guid="b")))
@@ -427,6 +437,32 @@ def test_large_polls_parse_in_worker_processes_with_the_same_results(make_agg, s
     assert next(r for r in agg.status() if r.contributor == "C").last_error == (
         "not a feed (got an HTML page)"
     )
+    assert "parsing falls behind: parsing in" in caplog.text
+    assert "cannot start" not in caplog.text
+
+
+def test_a_small_poll_parses_in_this_process(make_agg, site, caplog):
+    caplog.set_level("INFO", logger="aggregator.parsepool")
+    agg = make_agg()
+    add(agg, site, "A", "/a", rss(item("From A", guid="a", categories=("Co-production Week",))))
+    assert agg.update_feeds().new == 1
+    assert "worker processes" not in caplog.text
+
+
+def test_after_a_parse_process_dies_the_rest_of_the_poll_parses_here(monkeypatch):
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from aggregator.parsepool import ParsePool
+
+    processes_from_the_start(monkeypatch)
+    with ThreadPoolExecutor(1) as thread, ParsePool(thread) as pool:
+        dying = pool.submit(os._exit, 3)  # a worker killed mid-parse
+        with pytest.raises(BrokenProcessPool):
+            dying.result(timeout=60)
+        assert pool.submit(sum, [1, 2]).result(timeout=10) == 3
+        assert not pool.uses_processes
 
 
 def test_parsing_falls_back_to_this_process_when_workers_cannot_start(
@@ -434,12 +470,10 @@ def test_parsing_falls_back_to_this_process_when_workers_cannot_start(
 ):
     import multiprocessing
 
-    import aggregator.core
-
     def no_processes(method):
         raise RuntimeError("An attempt has been made to start a new process before ...")
 
-    monkeypatch.setattr(aggregator.core, "PARSE_IN_PROCESSES_FROM", 1)
+    processes_from_the_start(monkeypatch)
     monkeypatch.setattr(multiprocessing, "get_context", no_processes)
     agg = make_agg()
     add(agg, site, "A", "/a", rss(item("From A", guid="a", categories=("Co-production Week",))))

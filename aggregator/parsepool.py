@@ -1,0 +1,103 @@
+"""Where a poll parses feeds: on the processor thread, or in worker processes when
+bodies arrive faster than one thread can parse them.
+
+Parsing and deciding are CPU work in pure Python (`ingest.prepare_feed`); one
+interpreter cannot use a second core for them. Worker processes can, but starting
+them costs about half a second of CPU (a fresh interpreter importing the package),
+which a poll where a few feeds changed would spend for nothing. So a poll starts
+in-process and brings in the processes only when parsing falls behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: polls of fewer feeds than this never start processes
+PARSE_IN_PROCESSES_FROM = 100
+#: bodies waiting for the thread before processes are started
+BACKLOG_FOR_PROCESSES = 8
+
+
+class ParsePool(Executor):
+    """Parses on `thread` until BACKLOG_FOR_PROCESSES bodies wait there, then in worker
+    processes for the rest of the poll. forkserver: safe to start beside this process's
+    threads. Where processes cannot start (a script without an `if __name__ ==
+    "__main__":` guard, a locked-down host), parsing stays on the thread, with a log line."""
+
+    def __init__(self, thread: Executor, *, processes_allowed: bool = True) -> None:
+        self._thread = thread
+        self._pool: ProcessPoolExecutor | None = None
+        self._allowed = processes_allowed and (os.cpu_count() or 1) > 1
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    @property
+    def uses_processes(self) -> bool:
+        return self._pool is not None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self._pool is None and self._allowed and self._waiting >= BACKLOG_FOR_PROCESSES:
+            self._start()
+        pool = self._pool
+        if pool is not None:
+            try:
+                future = pool.submit(fn, *args, **kwargs)
+            except (RuntimeError, BrokenProcessPool) as e:
+                self._give_up(e)
+            else:
+                future.add_done_callback(self._check_pool)
+                return future
+        with self._lock:
+            self._waiting += 1
+        future = self._thread.submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Future[Any]) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _check_pool(self, future: Future[Any]) -> None:
+        # a worker that died (killed for memory, a crash in a C library) breaks the whole
+        # pool: the feeds it held fail (see PollContext.prepare), the rest parse here
+        if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
+            self._give_up(future.exception(), "a worker process died")
+
+    def _start(self) -> None:
+        workers = os.cpu_count() or 2
+        try:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["aggregator.ingest"])
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        except (RuntimeError, OSError) as e:
+            self._give_up(e)
+        else:
+            log.info("parsing falls behind: parsing in %d worker processes", workers)
+
+    def _give_up(self, error: BaseException, what: str = "worker processes cannot start") -> None:
+        with self._lock:
+            if not self._allowed:
+                return
+            self._allowed = False
+            pool, self._pool = self._pool, None
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        log.warning("parsing in this process: %s (%s)", what, reason)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def make_parser(thread: Executor, feeds: int) -> ParsePool:
+    return ParsePool(thread, processes_allowed=feeds >= PARSE_IN_PROCESSES_FROM)
