@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from .errors import DiscoveryError, FeedError
-from .fetch import FetchLimits, HostGate, ShardedClient, fetch
+from .fetch import FeedClient, FetchLimits, HostGate, fetch
 from .parse import parse_feed
 from .records import ParsedFeed
 
@@ -112,7 +112,7 @@ def label_feed_candidates(feed_url: str, generator: str, tags: list[str]) -> lis
 
 
 async def _try_feed(
-    client: ShardedClient, url: str, limits: FetchLimits, gate: HostGate
+    client: FeedClient, url: str, limits: FetchLimits, gate: HostGate
 ) -> FoundFeed | None:
     try:
         result = await fetch(client, url, limits, gate=gate)
@@ -125,7 +125,7 @@ async def _try_feed(
 
 
 async def discover(
-    client: ShardedClient, homepage: str, limits: FetchLimits, gate: HostGate
+    client: FeedClient, homepage: str, limits: FetchLimits, gate: HostGate
 ) -> FoundFeed:
     """The blog's main feed, or DiscoveryError saying what was tried."""
     try:
@@ -156,7 +156,7 @@ async def discover(
 
 
 async def find_label_feeds(
-    client: ShardedClient,
+    client: FeedClient,
     main: FoundFeed,
     generator: str,
     tags: list[str],

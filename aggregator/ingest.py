@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from . import dedupe
 from .errors import FeedError
-from .fetch import FetchLimits, HostGate, ShardedClient, fetch
+from .fetch import FeedClient, FetchLimits, HostGate, fetch
 from .match import EventRules
 from .parse import parse_feed
 from .records import (
@@ -168,7 +168,7 @@ class PollContext:
 
     storage: Storage
     rules: EventRules
-    client: ShardedClient
+    client: FeedClient
     limits: FetchLimits
     gate: HostGate
     interval: dt.timedelta

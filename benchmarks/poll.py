@@ -7,9 +7,11 @@ Reports wall time and peak memory (RSS high-water mark, from the kernel) of thre
 polls in one run: the first, a second where every feed answers 304, and a third
 after 10% of the feeds gained one entry. Each poll runs in its own process so the
 memory figures do not carry over. In the same run it measures the floor (bare
-concurrent GETs with httpx, 50 at once) and, with --reader-python (a Python >= 3.12
-that has `pip install reader==3.27`), lemon24/reader's `update_feeds(workers=20)` on
-the same feeds. Everything stays on 127.0.0.1.
+concurrent GETs with aiohttp, 50 at once, remembering ETags), with --httpx the same
+with httpx (the client this project used before), and with --reader-python (a
+Python >= 3.12 that has `pip install reader==3.27`) lemon24/reader's
+`update_feeds(workers=20)` on the same feeds. The feeds come from
+benchmarks/feedserver.py in a process of its own. Everything stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
-
-import httpx
 
 from aggregator.config import settings_from_dict
 from aggregator.core import Aggregator
@@ -120,7 +121,7 @@ FLOOR_ETAGS: dict[str, str] = {}
 
 
 async def _bare_gets_aiohttp(urls: list[str], at_once: int, etags: dict[str, str]) -> None:
-    import aiohttp
+    import aiohttp  # a dependency of the project
 
     slots = asyncio.Semaphore(at_once)
     connector = aiohttp.TCPConnector(limit=at_once)
@@ -137,6 +138,8 @@ async def _bare_gets_aiohttp(urls: list[str], at_once: int, etags: dict[str, str
 
 
 async def _bare_gets_httpx(urls: list[str], at_once: int, etags: dict[str, str]) -> None:
+    import httpx  # installed with the test extra
+
     slots = asyncio.Semaphore(at_once)
     limits = httpx.Limits(max_connections=at_once)
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
@@ -165,15 +168,6 @@ def run_floor(urls: list[str], client: str) -> tuple[float, float, str]:
     return tuple(result)
 
 
-def floor_client() -> str:
-    """The issue's floor is aiohttp's; httpx when aiohttp is not installed."""
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return "httpx"
-    return "aiohttp"
-
-
 class FeedServerProcess:
     """benchmarks/feedserver.py in a process of its own, apart from the polls' CPU."""
 
@@ -188,7 +182,8 @@ class FeedServerProcess:
         self.base = f"http://127.0.0.1:{line[1]}"
 
     def change(self) -> None:
-        httpx.get(self.base + "/_change").raise_for_status()
+        with urllib.request.urlopen(self.base + "/_change") as answer:
+            answer.read()
 
     def __enter__(self) -> FeedServerProcess:
         return self
@@ -207,11 +202,12 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=25)
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--reader-python", help="a Python >= 3.12 with reader 3.27 installed")
+    parser.add_argument("--httpx", action="store_true", help="also time bare GETs with httpx")
     args = parser.parse_args()
 
-    client = floor_client()
     results: dict[str, dict[str, tuple[float, float, str]]] = {
         "floor": {},
+        "httpx": {},
         "ours": {},
         "reader": {},
     }
@@ -231,7 +227,9 @@ def main() -> None:
         for step, name in enumerate(POLLS):
             if step == 2:
                 server.change()
-            results["floor"][name] = run_floor(urls, client)
+            results["floor"][name] = run_floor(urls, "aiohttp")
+            if args.httpx:
+                results["httpx"][name] = run_floor(urls, "httpx")
             results["ours"][name] = run_poll(workdir, 60 * step)
             if args.reader_python:
                 results["reader"][name] = run_reader(args.reader_python, workdir, urls_file)

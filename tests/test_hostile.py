@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import gzip
+import socket
 import sqlite3
 import threading
 import time
@@ -14,7 +16,7 @@ import pytest
 
 from aggregator import fetch as fetch_module
 from aggregator.errors import DiscoveryError, FeedError
-from aggregator.fetch import FetchLimits, check_address, make_client
+from aggregator.fetch import FetchLimits, make_client
 from aggregator.fetch import fetch as fetch_url
 from aggregator.loopback import Response
 
@@ -206,13 +208,62 @@ def test_private_addresses_are_refused_unless_allowed(make_agg, site):
 )
 def test_address_guard(url):
     with pytest.raises(FeedError, match="points inside the network"):
-        asyncio.run(check_address(url, allow_private=False))
+        guarded_fetch(url)
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://x/", "ftp://x/"])
 def test_other_schemes_are_refused_even_when_private_is_allowed(url):
     with pytest.raises(FeedError, match="only http and https"):
-        asyncio.run(check_address(url, allow_private=True))
+        guarded_fetch(url, allow_private=True)
+
+
+def guarded_fetch(url, allow_private=False):
+    async def go():
+        limits = FetchLimits(allow_private_addresses=allow_private, timeout_seconds=5)
+        async with make_client(2, limits) as client:
+            return await fetch_url(client, url, limits)
+
+    return asyncio.run(go())
+
+
+def test_the_address_checked_is_the_address_connected_to(site, monkeypatch):
+    # DNS rebinding: a name answers a harmless address when checked and a private one
+    # when connected. There is no DNS server here: getaddrinfo is replaced for one made-up
+    # name, answering 127.0.0.1 (counted as public for this test) the first time and
+    # 127.0.0.2 (private, and nothing listens there) every time after.
+    real_lookup, real_public = socket.getaddrinfo, fetch_module._is_public
+    answers = iter(["127.0.0.1"] + ["127.0.0.2"] * 10)
+
+    def lookup(host, port, family=0, type=0, proto=0, flags=0):
+        if host != "rebind.test":
+            return real_lookup(host, port, family, type, proto, flags)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(fetch_module, "_is_public", lambda a: a == "127.0.0.1" or real_public(a))
+    url = serve_feed(site, "/feed", GOOD).replace("127.0.0.1", "rebind.test")
+    result = guarded_fetch(url)  # one lookup, checked and used
+    assert b"Good post" in result.content
+    assert next(answers) == "127.0.0.2"  # the second answer was never asked for
+
+
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        (gzip.compress(b" " * 20_000_000), "feed too large: more than 200,000 bytes"),
+        # a gzip header, then a deflate block of the reserved type
+        (gzip.compress(GOOD)[:10] + b"\xff" * 40, "the server sent a corrupt compressed body"),
+    ],
+    ids=["gzip bomb", "corrupt gzip"],
+)
+def test_compressed_bodies_are_bounded_and_checked(make_agg, site, body, error):
+    agg = make_agg(polling={"max_feed_bytes": 200_000})
+    register(agg, site, "/feed")
+    register(agg, site, "/good")
+    site.routes["/feed"] = Response(body, headers={"Content-Encoding": "gzip"})
+    agg.update_feeds()
+    assert row(agg, "/feed").last_error.startswith(error)
+    assert row(agg, "/good").last_result == "ok"
 
 
 def test_redirect_to_a_private_address_is_refused(site, monkeypatch):
