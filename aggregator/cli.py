@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,8 +23,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import load_settings
-from .core import Aggregator
 from .errors import AggregatorError
+
+if TYPE_CHECKING:
+    from .core import Aggregator
 
 app = typer.Typer(
     help="Collect the posts contributors write for an event into one feed, page and digest.",
@@ -95,6 +97,10 @@ def friendly(func: F) -> F:
 
 @contextmanager
 def aggregator() -> Iterator[Aggregator]:
+    # imported here: `--help` and the worker processes that parse feeds (which import
+    # the program's main module) need not load the database and HTTP layers
+    from .core import Aggregator
+
     with Aggregator(load_settings(state.config)) as agg:
         yield agg
 

@@ -22,7 +22,7 @@ from .config import Settings
 from .discover import FoundFeed, discover, find_label_feeds
 from .errors import AggregatorError, DiscoveryError, DuplicateFeedError, FeedError
 from .fetch import FetchLimits, HostGate, fetch, make_client
-from .ingest import PollContext, Recorder, poll_feed
+from .ingest import Batcher, PollContext, Recorder, poll_feed
 from .mail import send_one, simple_message
 from .match import EventRules
 from .opml import OpmlEntry, read_opml, render_opml
@@ -233,6 +233,7 @@ class Aggregator:
                     processor=processor,
                     recorder=Recorder(self.storage),
                     parser=parser,
+                    batcher=Batcher(),
                 )
                 # a slot is held until the feed is processed: at most `concurrency` bodies
                 # wait in memory at once

@@ -1,14 +1,13 @@
 """One feed through fetch -> parse -> match -> sanitize -> dedupe -> store.
 
-`decide_posts` is pure: it turns a parsed feed into the event posts to store.
-`poll_feed` does the I/O around it and never raises for a feed's own failure:
-it records the reason and returns a FeedUpdateResult, so a batch goes on.
+The deciding is `decide.prepare_feed` (pure). `poll_feed` does the I/O around it
+and never raises for a feed's own failure: it records the reason and returns a
+FeedUpdateResult, so a batch goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -22,123 +21,21 @@ from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
 
-from . import dedupe
+from .decide import PreparedFeed, prepare_feed
 from .errors import FeedError
 from .fetch import FeedClient, FetchLimits, HostGate, fetch
 from .match import EventRules
-from .parse import parse_feed
-from .records import (
-    EntryData,
-    FeedToFetch,
-    FeedUpdateResult,
-    FetchResult,
-    ParsedFeed,
-    PostIntent,
-)
-from .sanitize import sanitize_html
+from .records import FeedToFetch, FeedUpdateResult, FetchResult, StoreCounts
 from .storage import Storage
 from .storage.feeds import FeedOutcome
-from .text import excerpt, html_to_text
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: a server's cache headers may push the next poll later, but never by more than this
 MAX_FRESHNESS = dt.timedelta(hours=2)
-#: entries read from one feed; a feed of thousands is cut here (newest first is the norm)
-MAX_ENTRIES_PER_FEED = 1000
 #: how often a locked database is retried before the feed's poll is reported failed
 DB_RETRIES = 5
-
-
-def _title_for(entry: EntryData, text: str) -> str:
-    if entry.title:
-        return entry.title[:500]
-    if text:
-        return excerpt(text, 12)[:200]
-    return "Untitled post"
-
-
-def decide_post(
-    entry: EntryData, rules: EventRules, all_posts: bool, now: dt.datetime
-) -> PostIntent | None:
-    """The post to store for this entry, or None when it is not an event post."""
-    when = entry.published or entry.updated
-    if not rules.in_window(when or now):
-        return None
-    content = sanitize_html(entry.content_html or entry.summary_html, entry.base)
-    text = html_to_text(content)
-    if not rules.is_event_post(
-        all_posts=all_posts, categories=entry.categories, title=entry.title, text=text, when=when
-    ):
-        return None
-    canonical = dedupe.canonical_url(entry.link)
-    title = _title_for(entry, text)
-    return PostIntent(
-        entry_key=dedupe.entry_key(entry.entry_id, canonical, entry.title, when),
-        canonical_link=canonical,
-        link_key=dedupe.link_key(canonical),
-        fingerprint=dedupe.text_fingerprint(text),
-        title=title,
-        link=entry.link,
-        author=entry.author,
-        content_html=content,
-        text=text,
-        categories=entry.categories,
-        published=entry.published,
-        updated=entry.updated,
-        content_hash=dedupe.content_hash(title, content, entry.categories, entry.updated),
-    )
-
-
-def decide_posts(
-    parsed: ParsedFeed, rules: EventRules, all_posts: bool, now: dt.datetime
-) -> list[PostIntent]:
-    intents = []
-    seen: set[str] = set()
-    for entry in parsed.entries:
-        intent = decide_post(entry, rules, all_posts, now)
-        # a feed that repeats an id: the first occurrence (the newest, in feed order) wins
-        if intent is not None and intent.entry_key not in seen:
-            seen.add(intent.entry_key)
-            intents.append(intent)
-    return intents
-
-
-@dataclass(frozen=True)
-class PreparedFeed:
-    """A fetched feed, parsed and decided (what `prepare_feed` hands back)."""
-
-    title: str
-    problem: str | None
-    entries: int
-    intents: list[PostIntent]
-
-
-def prepare_feed(
-    content: bytes,
-    url: str,
-    content_type: str,
-    rules: EventRules,
-    all_posts: bool,
-    now: dt.datetime,
-) -> PreparedFeed | FeedError:
-    """Parse and decide: pure, so it can run in another process. A feed that cannot be
-    read comes back as its FeedError (returned, not raised, to cross process lines)."""
-    try:
-        parsed = parse_feed(content, url, content_type)
-    except FeedError as e:
-        return FeedError(e.reason)
-    problem = parsed.problem
-    entries = parsed.entries
-    if len(entries) > MAX_ENTRIES_PER_FEED:
-        problem = (
-            f"the feed lists {len(entries):,} entries; only the first "
-            f"{MAX_ENTRIES_PER_FEED:,} are read"
-        )
-        parsed = dataclasses.replace(parsed, entries=entries[:MAX_ENTRIES_PER_FEED])
-    intents = decide_posts(parsed, rules, all_posts, now)
-    return PreparedFeed(parsed.title, problem, len(parsed.entries), intents)
 
 
 class Recorder:
@@ -182,6 +79,8 @@ class PollContext:
     #: where parsing and deciding run: worker processes for large polls (both cores),
     #: else the processor thread
     parser: Executor
+    #: gathers fetched feeds for the processor thread
+    batcher: Batcher
 
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.processor, func)
@@ -230,8 +129,20 @@ def next_due_after_failure(
     return due
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """A feed's fetch, and its parse when the body changed: what the processor thread
+    records and stores."""
+
+    target: FeedToFetch
+    result: FetchResult | FeedError
+    body_hash: str | None = None
+    prepared: PreparedFeed | FeedError | None = None
+
+
 async def poll_feed(target: FeedToFetch, ctx: PollContext) -> FeedUpdateResult:
-    """Fetch one feed on the event loop, then process it on the processor thread."""
+    """Fetch one feed on the event loop, parse it where ctx.parser says, then record and
+    store it on the processor thread (in a batch with other feeds)."""
     try:
         result: FetchResult | FeedError = await fetch(
             ctx.client,
@@ -242,36 +153,111 @@ async def poll_feed(target: FeedToFetch, ctx: PollContext) -> FeedUpdateResult:
             gate=ctx.gate,
         )
     except FeedError as e:
-        result = e
-    prepared = None
-    if isinstance(result, FetchResult) and _changed(result, target):
-        prepared = await ctx.prepare(result, target.all_posts)
-    return await ctx.run(lambda: process_fetched(target, result, prepared, ctx))
+        return await ctx.batcher.process(Fetched(target, e), ctx)
+    if not result.modified:
+        return await ctx.batcher.process(Fetched(target, result), ctx)
+    body_hash = hashlib.sha256(result.content).hexdigest()
+    if body_hash == target.body_hash:  # a server that ignores conditional GET
+        return await ctx.batcher.process(Fetched(target, result), ctx)
+    prepared = await ctx.prepare(result, target.all_posts)
+    return await ctx.batcher.process(Fetched(target, result, body_hash, prepared), ctx)
 
 
-def _changed(result: FetchResult, target: FeedToFetch) -> bool:
-    """Not a 304, and not the same bytes as last time (servers that ignore conditional GET)."""
-    return result.modified and _body_hash(result) != target.body_hash
+class Batcher:
+    """Hands fetched feeds to the processor thread in batches: while it works on one
+    batch, the next gathers, and the posts of a batch are stored in one transaction
+    (a commit per feed was a third of the cost of storing)."""
+
+    MAX_BATCH = 50
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Fetched, asyncio.Future[FeedUpdateResult]]] = []
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def process(self, fetched: Fetched, ctx: PollContext) -> FeedUpdateResult:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((fetched, future))
+        if self._drain_task is None:
+            self._drain_task = asyncio.create_task(self._drain(ctx))
+        return await future
+
+    async def _drain(self, ctx: PollContext) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.MAX_BATCH]
+                del self._pending[: self.MAX_BATCH]
+                items = [fetched for fetched, _ in batch]
+                try:
+                    results = await ctx.run(lambda items=items: process_batch(items, ctx))
+                except Exception as e:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._drain_task = None
 
 
-def _body_hash(result: FetchResult) -> str:
-    return hashlib.sha256(result.content).hexdigest()
+def process_batch(items: list[Fetched], ctx: PollContext) -> list[FeedUpdateResult]:
+    """Store the posts of every changed feed in the batch at once, then record each feed's
+    outcome; runs on the processor thread."""
+    changed = [
+        (i, item.target, item.prepared)
+        for i, item in enumerate(items)
+        if isinstance(item.result, FetchResult) and isinstance(item.prepared, PreparedFeed)
+    ]
+    stored = dict(
+        zip(
+            (i for i, _, _ in changed),
+            store_posts([(t, p) for _, t, p in changed], ctx),
+            strict=True,
+        )
+    )
+    return [record(item, stored.get(i), ctx) for i, item in enumerate(items)]
 
 
-def process_fetched(
-    target: FeedToFetch,
-    result: FetchResult | FeedError,
-    prepared: PreparedFeed | FeedError | None,
-    ctx: PollContext,
+def store_posts(
+    feeds: list[tuple[FeedToFetch, PreparedFeed]], ctx: PollContext
+) -> list[StoreCounts | FeedError]:
+    """One transaction for all; if it fails, one per feed, so only a bad feed fails."""
+    if not feeds:
+        return []
+    rows = [(t.feed_id, t.contributor_id, p.intents) for t, p in feeds]
+    try:
+        return list(with_db_retry(lambda: ctx.storage.posts.store_many(rows, ctx.now)))
+    except FeedError as e:  # the database stayed unavailable
+        return [e] * len(rows)
+    except Exception:
+        if len(rows) == 1:
+            raise
+        log.warning("storing %d feeds at once failed; storing them one by one", len(rows))
+    results: list[StoreCounts | FeedError] = []
+    for row in rows:
+        try:
+            results.append(
+                with_db_retry(lambda row=row: ctx.storage.posts.store_many([row], ctx.now))[0]
+            )
+        except FeedError as e:
+            results.append(e)
+        except Exception as e:
+            log.exception("storing the posts of feed %s failed", row[0])
+            results.append(FeedError(f"internal error: {type(e).__name__}: {e}"[:300]))
+    return results
+
+
+def record(
+    item: Fetched, stored: StoreCounts | FeedError | None, ctx: PollContext
 ) -> FeedUpdateResult:
-    """Record what a poll found and store the posts; runs on the processor thread."""
-    storage, now = ctx.storage, ctx.now
-    errors_so_far = target.error_count
+    """Record what a poll found for one feed (its posts already stored)."""
+    target, result, prepared, now = item.target, item.result, item.prepared, ctx.now
 
     def failed(error: FeedError) -> FeedUpdateResult:
         retry_until = now + dt.timedelta(seconds=error.retry_after) if error.retry_after else None
         due = next_due_after_failure(
-            now, ctx.interval, ctx.max_backoff, errors_so_far, error.retry_after
+            now, ctx.interval, ctx.max_backoff, target.error_count, error.retry_after
         )
         outcome = FeedOutcome(
             "failed", now, due, error=error.reason, retry_after_until=retry_until, gone=error.gone
@@ -293,17 +279,11 @@ def process_fetched(
         )
         ctx.recorder.add(target.feed_id, outcome)
         return FeedUpdateResult(target.feed_id, target.url, "not_modified")
-
     if isinstance(prepared, FeedError):
         return failed(prepared)
-    try:
-        counts = with_db_retry(
-            lambda: storage.posts.store(
-                target.feed_id, target.contributor_id, prepared.intents, now
-            )
-        )
-    except FeedError as e:
-        return failed(e)
+    if isinstance(stored, FeedError):
+        return failed(stored)
+    assert stored is not None
     outcome = FeedOutcome(
         "ok",
         now,
@@ -312,7 +292,7 @@ def process_fetched(
         title=prepared.title,
         etag=result.etag,
         last_modified=result.last_modified,
-        body_hash=_body_hash(result),
+        body_hash=item.body_hash,
         moved_to=result.moved_to,
     )
     ctx.recorder.add(target.feed_id, outcome)
@@ -321,9 +301,9 @@ def process_fetched(
         target.url,
         "ok",
         entries=prepared.entries,
-        new=counts.new,
-        updated=counts.updated,
-        duplicates=counts.duplicates,
+        new=stored.new,
+        updated=stored.updated,
+        duplicates=stored.duplicates,
     )
 
 

@@ -1,7 +1,7 @@
 """Where a poll parses feeds: on the processor thread, or in worker processes when
 bodies arrive faster than one thread can parse them.
 
-Parsing and deciding are CPU work in pure Python (`ingest.prepare_feed`); one
+Parsing and deciding are CPU work in pure Python (`decide.prepare_feed`); one
 interpreter cannot use a second core for them. Worker processes can, but starting
 them costs about half a second of CPU (a fresh interpreter importing the package),
 which a poll where a few feeds changed would spend for nothing. So a poll starts
@@ -27,17 +27,24 @@ PARSE_IN_PROCESSES_FROM = 100
 BACKLOG_FOR_PROCESSES = 8
 
 
+def _started() -> None:
+    """A no-op: when a worker has run it, the processes are ready."""
+
+
 class ParsePool(Executor):
     """Parses on `thread` until BACKLOG_FOR_PROCESSES bodies wait there, then in worker
-    processes for the rest of the poll. forkserver: safe to start beside this process's
-    threads. Where processes cannot start (a script without an `if __name__ ==
-    "__main__":` guard, a locked-down host), parsing stays on the thread, with a log line."""
+    processes for the rest of the poll (once they have started: until then, still on the
+    thread, so the poll does not stall while they import). forkserver: safe to start
+    beside this process's threads. Where processes cannot start (a script without an
+    `if __name__ == "__main__":` guard, a locked-down host), parsing stays on the thread,
+    with a log line."""
 
     def __init__(self, thread: Executor, *, processes_allowed: bool = True) -> None:
         self._thread = thread
         self._pool: ProcessPoolExecutor | None = None
         self._allowed = processes_allowed and (os.cpu_count() or 1) > 1
         self._waiting = 0
+        self._ready = False
         self._lock = threading.Lock()
 
     @property
@@ -48,7 +55,7 @@ class ParsePool(Executor):
         if self._pool is None and self._allowed and self._waiting >= BACKLOG_FOR_PROCESSES:
             self._start()
         pool = self._pool
-        if pool is not None:
+        if pool is not None and self._ready:
             try:
                 future = pool.submit(fn, *args, **kwargs)
             except (RuntimeError, BrokenProcessPool) as e:
@@ -76,12 +83,19 @@ class ParsePool(Executor):
         workers = os.cpu_count() or 2
         try:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["aggregator.ingest"])
+            context.set_forkserver_preload(["__main__", "aggregator.decide"])
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         except (RuntimeError, OSError) as e:
             self._give_up(e)
         else:
             log.info("parsing falls behind: parsing in %d worker processes", workers)
+            self._pool.submit(_started).add_done_callback(self._on_started)
+
+    def _on_started(self, future: Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self._check_pool(future)
+        else:
+            self._ready = True
 
     def _give_up(self, error: BaseException, what: str = "worker processes cannot start") -> None:
         with self._lock:

@@ -29,9 +29,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from aggregator.config import settings_from_dict
-from aggregator.core import Aggregator
-
 FEED_SERVER = Path(__file__).with_name("feedserver.py")
 
 
@@ -51,9 +48,18 @@ def settings(workdir: Path) -> dict:
     }
 
 
+def open_aggregator(workdir: Path, **kwargs):
+    # imported here, as the `aggregator` command does: the worker processes that parse
+    # feeds import this main module, and should not load the whole program for it
+    from aggregator.config import settings_from_dict
+    from aggregator.core import Aggregator
+
+    return Aggregator(settings_from_dict(settings(workdir)), **kwargs)
+
+
 def _poll(workdir: str, clock_minutes: int, queue: multiprocessing.Queue) -> None:
     now = dt.datetime(2017, 7, 5, tzinfo=dt.UTC) + dt.timedelta(minutes=clock_minutes)
-    with Aggregator(settings_from_dict(settings(Path(workdir))), clock=lambda: now) as agg:
+    with open_aggregator(Path(workdir), clock=lambda: now) as agg:
         start = time.perf_counter()
         summary = agg.update_feeds(include_not_due=True)
         elapsed = time.perf_counter() - start
@@ -219,7 +225,7 @@ def main() -> None:
         urls = [f"{server.base}/feed/{i}" for i in range(args.feeds)]
         urls_file = workdir / "urls.txt"
         urls_file.write_text("\n".join(urls))
-        with Aggregator(settings_from_dict(settings(workdir))) as agg:
+        with open_aggregator(workdir) as agg:
             for url in urls:
                 now = dt.datetime.now(dt.UTC)
                 contributor = agg.storage.feeds.add_contributor(url, url, False, now)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from aggregator.config import settings_from_dict
+from aggregator.decide import decide_posts
 from aggregator.errors import FeedError
-from aggregator.ingest import decide_posts
 from aggregator.match import EventRules
 from aggregator.parse import parse_feed
 from aggregator.publish import render_atom

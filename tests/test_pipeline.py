@@ -3,6 +3,8 @@ the published feed.atom."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from aggregator.loopback import Response
@@ -458,6 +460,11 @@ def test_after_a_parse_process_dies_the_rest_of_the_poll_parses_here(monkeypatch
 
     processes_from_the_start(monkeypatch)
     with ThreadPoolExecutor(1) as thread, ParsePool(thread) as pool:
+        deadline = time.monotonic() + 60
+        # until the workers have started, work stays on the thread
+        while pool.submit(os.getpid).result(timeout=60) == os.getpid():
+            assert time.monotonic() < deadline, "the worker processes never started"
+            time.sleep(0.05)
         dying = pool.submit(os._exit, 3)  # a worker killed mid-parse
         with pytest.raises(BrokenProcessPool):
             dying.result(timeout=60)

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, or_, update
+from sqlalchemy import bindparam, func, insert, or_, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -74,6 +74,25 @@ def _columns(intent: PostIntent, first_seen: dt.datetime) -> dict[str, object]:
 
 _POSTS = Post.__table__
 _SOURCES = PostSource.__table__
+# built once: constructing a statement cost more than running it
+_KNOWN_SOURCES = select(_SOURCES.c.entry_key, _SOURCES.c.post_id, _SOURCES.c.is_primary).where(
+    _SOURCES.c.feed_id == bindparam("feed_id")
+)
+_CONTENT_HASHES = select(_POSTS.c.id, _POSTS.c.content_hash).where(
+    _POSTS.c.id.in_(bindparam("ids", expanding=True))
+)
+_SAME_POSTS = (
+    select(_POSTS.c.id, _POSTS.c.link_key, _POSTS.c.fingerprint)
+    .where(
+        or_(
+            _POSTS.c.link_key.in_(bindparam("links", expanding=True)),
+            _POSTS.c.fingerprint.in_(bindparam("texts", expanding=True)),
+        )
+    )
+    .order_by(_POSTS.c.id)
+)
+_INSERT_POSTS = insert(_POSTS).returning(_POSTS.c.id, sort_by_parameter_order=True)
+_INSERT_SOURCES = insert(_SOURCES)
 
 
 class PostStore:
@@ -83,11 +102,21 @@ class PostStore:
     def store(
         self, feed_id: int, contributor_id: int, intents: list[PostIntent], now: dt.datetime
     ) -> StoreCounts:
-        """Store one feed's event posts in one transaction, with a fixed number of queries
-        (SQLAlchemy Core with executemany: the ORM's unit of work cost more than the rest
-        of a poll)."""
+        """Store one feed's event posts in one transaction."""
+        return self.store_many([(feed_id, contributor_id, intents)], now)[0]
+
+    def store_many(
+        self, feeds: list[tuple[int, int, list[PostIntent]]], now: dt.datetime
+    ) -> list[StoreCounts]:
+        """Store several feeds' event posts (feed id, contributor id, posts) in one
+        transaction, feed after feed, so a later feed sees an earlier one's posts. A fixed
+        number of queries per feed, SQLAlchemy Core with executemany (the ORM's unit of
+        work cost more than the rest of a poll), one commit for them all."""
         with self.engine.begin() as conn:
-            return self._store(conn, feed_id, contributor_id, intents, now)
+            return [
+                self._store(conn, feed_id, contributor_id, intents, now)
+                for feed_id, contributor_id, intents in feeds
+            ]
 
     def _store(
         self,
@@ -100,11 +129,7 @@ class PostStore:
         new = updated = duplicates = 0
         known = {
             key: (post_id, primary)
-            for key, post_id, primary in conn.execute(
-                select(_SOURCES.c.entry_key, _SOURCES.c.post_id, _SOURCES.c.is_primary).where(
-                    _SOURCES.c.feed_id == feed_id
-                )
-            )
+            for key, post_id, primary in conn.execute(_KNOWN_SOURCES, {"feed_id": feed_id})
         }
         hashes = self._content_hashes(conn, [pid for pid, primary in known.values() if primary])
         fresh = [i for i in intents if i.entry_key not in known]
@@ -154,14 +179,10 @@ class PostStore:
             known[intent.entry_key] = (0, False)  # a repeat later in the feed is skipped
         ids: list[int] = []
         if new_rows:
-            ids = list(
-                conn.execute(
-                    insert(_POSTS).returning(_POSTS.c.id, sort_by_parameter_order=True), new_rows
-                ).scalars()
-            )
+            ids = list(conn.execute(_INSERT_POSTS, new_rows).scalars())
         if sources:
             conn.execute(
-                insert(_SOURCES),
+                _INSERT_SOURCES,
                 [
                     {
                         "post_id": ids[int(target[4:])] if isinstance(target, str) else target,
@@ -180,10 +201,7 @@ class PostStore:
     def _content_hashes(conn: Connection, post_ids: list[int]) -> dict[int, str]:
         hashes: dict[int, str] = {}
         for start in range(0, len(post_ids), 500):
-            chunk = post_ids[start : start + 500]
-            rows = conn.execute(
-                select(_POSTS.c.id, _POSTS.c.content_hash).where(_POSTS.c.id.in_(chunk))
-            )
+            rows = conn.execute(_CONTENT_HASHES, {"ids": post_ids[start : start + 500]})
             hashes.update((int(post_id), content_hash) for post_id, content_hash in rows)
         return hashes
 
@@ -198,18 +216,7 @@ class PostStore:
         by_text: dict[str, int | str] = {}
         for start in range(0, max(len(links), len(texts)), 400):
             link_chunk, text_chunk = links[start : start + 400], texts[start : start + 400]
-            conditions = []
-            if link_chunk:
-                conditions.append(_POSTS.c.link_key.in_(link_chunk))
-            if text_chunk:
-                conditions.append(_POSTS.c.fingerprint.in_(text_chunk))
-            if not conditions:
-                continue
-            rows = conn.execute(
-                select(_POSTS.c.id, _POSTS.c.link_key, _POSTS.c.fingerprint)
-                .where(or_(*conditions))
-                .order_by(_POSTS.c.id)
-            ).all()
+            rows = conn.execute(_SAME_POSTS, {"links": link_chunk, "texts": text_chunk}).all()
             wanted_links, wanted_texts = set(link_chunk), set(text_chunk)
             for post_id, key, fingerprint in rows:
                 if key in wanted_links:

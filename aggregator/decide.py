@@ -1,0 +1,113 @@
+"""Deciding: from a feed's bytes to the event posts it holds (parse -> match ->
+sanitise -> dedupe keys). Pure functions over small records, no I/O.
+
+`prepare_feed` is what a poll runs per changed feed, in worker processes for big
+polls; this module imports only what that needs, so a worker starts quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+
+from . import dedupe
+from .errors import FeedError
+from .match import EventRules
+from .parse import parse_feed
+from .records import EntryData, ParsedFeed, PostIntent
+from .sanitize import sanitize_html
+from .text import excerpt, html_to_text
+
+#: entries read from one feed; a feed of thousands is cut here (newest first is the norm)
+MAX_ENTRIES_PER_FEED = 1000
+
+
+def _title_for(entry: EntryData, text: str) -> str:
+    if entry.title:
+        return entry.title[:500]
+    if text:
+        return excerpt(text, 12)[:200]
+    return "Untitled post"
+
+
+def decide_post(
+    entry: EntryData, rules: EventRules, all_posts: bool, now: dt.datetime
+) -> PostIntent | None:
+    """The post to store for this entry, or None when it is not an event post."""
+    when = entry.published or entry.updated
+    if not rules.in_window(when or now):
+        return None
+    content = sanitize_html(entry.content_html or entry.summary_html, entry.base)
+    text = html_to_text(content)
+    if not rules.is_event_post(
+        all_posts=all_posts, categories=entry.categories, title=entry.title, text=text, when=when
+    ):
+        return None
+    canonical = dedupe.canonical_url(entry.link)
+    title = _title_for(entry, text)
+    return PostIntent(
+        entry_key=dedupe.entry_key(entry.entry_id, canonical, entry.title, when),
+        canonical_link=canonical,
+        link_key=dedupe.link_key(canonical),
+        fingerprint=dedupe.text_fingerprint(text),
+        title=title,
+        link=entry.link,
+        author=entry.author,
+        content_html=content,
+        text=text,
+        categories=entry.categories,
+        published=entry.published,
+        updated=entry.updated,
+        content_hash=dedupe.content_hash(title, content, entry.categories, entry.updated),
+    )
+
+
+def decide_posts(
+    parsed: ParsedFeed, rules: EventRules, all_posts: bool, now: dt.datetime
+) -> list[PostIntent]:
+    intents = []
+    seen: set[str] = set()
+    for entry in parsed.entries:
+        intent = decide_post(entry, rules, all_posts, now)
+        # a feed that repeats an id: the first occurrence (the newest, in feed order) wins
+        if intent is not None and intent.entry_key not in seen:
+            seen.add(intent.entry_key)
+            intents.append(intent)
+    return intents
+
+
+@dataclass(frozen=True)
+class PreparedFeed:
+    """A fetched feed, parsed and decided (what `prepare_feed` hands back)."""
+
+    title: str
+    problem: str | None
+    entries: int
+    intents: list[PostIntent]
+
+
+def prepare_feed(
+    content: bytes,
+    url: str,
+    content_type: str,
+    rules: EventRules,
+    all_posts: bool,
+    now: dt.datetime,
+) -> PreparedFeed | FeedError:
+    """Parse and decide: pure, so it can run in another process. A feed that cannot be
+    read comes back as its FeedError (returned, not raised, to cross process lines)."""
+    try:
+        parsed = parse_feed(content, url, content_type)
+    except FeedError as e:
+        return FeedError(e.reason)
+    problem = parsed.problem
+    entries = parsed.entries
+    if len(entries) > MAX_ENTRIES_PER_FEED:
+        problem = (
+            f"the feed lists {len(entries):,} entries; only the first "
+            f"{MAX_ENTRIES_PER_FEED:,} are read"
+        )
+        parsed = dataclasses.replace(parsed, entries=entries[:MAX_ENTRIES_PER_FEED])
+    intents = decide_posts(parsed, rules, all_posts, now)
+    return PreparedFeed(parsed.title, problem, len(parsed.entries), intents)
