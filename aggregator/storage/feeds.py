@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import bindparam, delete, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -62,6 +62,41 @@ class FeedOutcome:
     moved_to: str | None = None
     retry_after_until: dt.datetime | None = None
     gone: bool = False
+
+
+_FEEDS = Feed.__table__
+_POLLED = {
+    "last_fetched_at": bindparam("b_now"),
+    "next_due_at": bindparam("b_due"),
+    "retry_after_until": bindparam("b_retry"),
+}
+_SUCCEEDED = {
+    **_POLLED,
+    "error_count": 0,
+    "last_error": None,
+    "last_success_at": bindparam("b_now"),
+    "etag": bindparam("b_etag"),
+    "last_modified": bindparam("b_last_modified"),
+}
+_BY_ID = update(_FEEDS).where(_FEEDS.c.id == bindparam("b_id"))
+#: how each kind of poll outcome updates its feed's row (FeedStore.record_many)
+_RECORD = {
+    "failed": _BY_ID.values(
+        **_POLLED,
+        last_result="failed",
+        error_count=_FEEDS.c.error_count + 1,
+        last_error=bindparam("b_error"),
+        gone=or_(_FEEDS.c.gone, bindparam("b_gone")),
+    ),
+    "not_modified": _BY_ID.values(**_SUCCEEDED, last_result="not_modified"),
+    "ok": _BY_ID.values(
+        **_SUCCEEDED,
+        last_result="ok",
+        problem=bindparam("b_problem"),
+        body_hash=func.coalesce(bindparam("b_body_hash"), _FEEDS.c.body_hash),
+        title=func.coalesce(bindparam("b_title"), _FEEDS.c.title),
+    ),
+}
 
 
 def _row(feed: Feed, contributor: str, posts: int = 0) -> FeedRow:
@@ -262,46 +297,38 @@ class FeedStore:
         self.record_many([(feed_id, outcome)])
 
     def record_many(self, outcomes: list[tuple[int, FeedOutcome]]) -> None:
-        """Record what polls learned, in one transaction."""
-        with Session(self.engine) as session:
-            feeds = {
-                feed.id: feed
-                for feed in session.exec(
-                    select(Feed).where(col(Feed.id).in_([fid for fid, _ in outcomes]))
-                )
+        """Record what polls learned, in one transaction: one executemany per kind of
+        outcome (a feed removed while it was polled matches no row)."""
+        by_kind: dict[str, list[dict[str, object]]] = {"failed": [], "not_modified": [], "ok": []}
+        moves = []
+        for feed_id, outcome in outcomes:
+            row: dict[str, object] = {
+                "b_id": feed_id,
+                "b_now": outcome.now,
+                "b_due": outcome.next_due_at,
+                "b_retry": outcome.retry_after_until,
             }
-            for feed_id, outcome in outcomes:
-                feed = feeds.get(feed_id)
-                if feed is not None:  # else removed while it was being polled
-                    self._apply(session, feed, outcome)
-            session.commit()
-
-    @staticmethod
-    def _apply(session: Session, feed: Feed, outcome: FeedOutcome) -> None:
-        feed.last_fetched_at = outcome.now
-        feed.last_result = outcome.result
-        feed.next_due_at = outcome.next_due_at
-        feed.retry_after_until = outcome.retry_after_until
-        if outcome.result == "failed":
-            feed.error_count += 1
-            feed.last_error = outcome.error
-            feed.gone = feed.gone or outcome.gone
-        else:
-            feed.error_count = 0
-            feed.last_error = None
-            feed.last_success_at = outcome.now
-            feed.etag = outcome.etag
-            feed.last_modified = outcome.last_modified
-            if outcome.result == "ok":
-                feed.problem = outcome.problem
-                feed.body_hash = outcome.body_hash or feed.body_hash
-                if outcome.title:
-                    feed.title = outcome.title
-            if outcome.moved_to and outcome.moved_to != feed.url:
-                clash = session.exec(select(Feed.id).where(Feed.url == outcome.moved_to)).first()
-                if clash is None:
-                    feed.url = outcome.moved_to
-        session.add(feed)
+            if outcome.result == "failed":
+                row |= {"b_error": outcome.error, "b_gone": outcome.gone}
+            else:
+                row |= {"b_etag": outcome.etag, "b_last_modified": outcome.last_modified}
+                if outcome.result == "ok":
+                    row |= {
+                        "b_problem": outcome.problem,
+                        "b_body_hash": outcome.body_hash,
+                        "b_title": outcome.title or None,
+                    }
+                if outcome.moved_to:
+                    moves.append((feed_id, outcome.moved_to))
+            by_kind[outcome.result].append(row)
+        with self.engine.begin() as conn:
+            for kind, rows in by_kind.items():
+                if rows:
+                    conn.execute(_RECORD[kind], rows)
+            for feed_id, url in moves:
+                clash = conn.execute(select(_FEEDS.c.id).where(_FEEDS.c.url == url)).first()
+                if clash is None:  # else another feed already has that address
+                    conn.execute(update(_FEEDS).where(_FEEDS.c.id == feed_id).values(url=url))
 
     def set_paused(self, url: str, paused: bool) -> None:
         with Session(self.engine) as session:
