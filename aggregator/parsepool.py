@@ -45,6 +45,7 @@ class ParsePool(Executor):
         self._allowed = processes_allowed and (os.cpu_count() or 1) > 1
         self._waiting = 0
         self._ready = False
+        self._starter: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @property
@@ -52,8 +53,11 @@ class ParsePool(Executor):
         return self._pool is not None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        if self._pool is None and self._allowed and self._waiting >= BACKLOG_FOR_PROCESSES:
-            self._start()
+        if self._starter is None and self._allowed and self._waiting >= BACKLOG_FOR_PROCESSES:
+            # starting waits for the new interpreters to import: not on the caller's
+            # thread (the event loop), which would stop fetching meanwhile
+            self._starter = threading.Thread(target=self._start, name="parse-start", daemon=True)
+            self._starter.start()
         pool = self._pool
         if pool is not None and self._ready:
             try:
@@ -89,7 +93,11 @@ class ParsePool(Executor):
             self._give_up(e)
         else:
             log.info("parsing falls behind: parsing in %d worker processes", workers)
-            self._pool.submit(_started).add_done_callback(self._on_started)
+            try:  # one no-op per worker, so that all of them start here
+                for _ in range(workers):
+                    self._pool.submit(_started).add_done_callback(self._on_started)
+            except (RuntimeError, OSError, BrokenProcessPool) as e:
+                self._give_up(e)
 
     def _on_started(self, future: Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
@@ -109,6 +117,8 @@ class ParsePool(Executor):
             pool.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._starter is not None:
+            self._starter.join()
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
