@@ -9,9 +9,12 @@ import re
 import zoneinfo
 from dataclasses import dataclass
 
+from .text import OTHER_SPACES
+
 # a hashtag in rendered text: '#' not preceded by a word character or '&' (entities)
 _HASHTAG = re.compile(r"(?<![\w&/])#(\w[\w-]*)")
 _NON_WORD = re.compile(r"[\W_]+")
+_OTHER_SPACE = re.compile(f"[{OTHER_SPACES}]")
 
 
 @functools.lru_cache(maxsize=8192)  # feeds repeat their categories entry after entry
@@ -22,7 +25,10 @@ def normalise_tag(tag: str) -> str:
 
 def normalise_phrase(text: str) -> str:
     """Case-folded, hyphens removed, runs of whitespace collapsed."""
-    return " ".join(text.casefold().replace("-", "").replace("\u2010", "").split())
+    folded = text.casefold().replace("-", "").replace("\u2010", "")
+    if "  " not in folded and _OTHER_SPACE.search(folded) is None:
+        return folded.strip()
+    return " ".join(folded.split())
 
 
 def hashtags(text: str) -> set[str]:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import sys
 import zoneinfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aggregator.config import load_settings
 from aggregator.dedupe import canonical_url, text_fingerprint
 from aggregator.errors import ConfigError
 from aggregator.match import EventRules, normalise_phrase, normalise_tag
 from aggregator.sanitize import sanitize_html
-from aggregator.text import html_to_text
+from aggregator.text import OTHER_SPACES, html_to_text, one_line, strip_controls
 
 
 @pytest.mark.parametrize(
@@ -171,3 +175,23 @@ def test_every_setting_is_documented_in_the_readme():
             continue
         for key in field.annotation.model_fields:
             assert f"{section}.{key}" in readme or f"`{key}`" in readme, f"{section}.{key}"
+
+
+def test_the_shortcuts_of_text_cleaning_hold_for_every_character():
+    other = re.compile(f"[{OTHER_SPACES}]")
+    control = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")  # text._CONTROL
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        assert bool(other.fullmatch(char)) == (char.isspace() and char != " "), hex(code)
+        if char.isprintable():  # strip_controls and one_line skip printable text
+            assert not control.match(char) and not other.match(char), hex(code)
+
+
+SPACEY = st.text(st.sampled_from(list("ab -\u2010\t\n\r\x0b\x1c\x85\xa0\u2028\u3000\x00\x7fÉß  ")))
+
+
+@given(SPACEY)
+def test_collapsing_whitespace_takes_shortcuts_without_changing_the_result(value):
+    assert one_line(value) == " ".join(strip_controls(value).split())
+    folded = value.casefold().replace("-", "").replace("\u2010", "")
+    assert normalise_phrase(value) == " ".join(folded.split())
