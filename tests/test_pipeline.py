@@ -488,3 +488,35 @@ def test_parsing_falls_back_to_this_process_when_workers_cannot_start(
     summary = agg.update_feeds()
     assert (summary.fetched, summary.failed, summary.new) == (2, 0, 2)
     assert "worker processes cannot start" in caplog.text
+
+
+def test_feeds_stored_in_one_batch_keep_one_post_once(make_agg, site, clock):
+    """The processor stores several feeds per transaction: the rules must come out as if
+    each feed were stored alone, in order (the first copy is the post, later copies
+    its duplicates, whether in the same batch or not)."""
+    from aggregator.decide import prepare_feed
+
+    agg = make_agg()
+    a = add(agg, site, "A", "/a", rss())
+    b = add(agg, site, "B", "/b", rss())
+    ids = {row.url: (row.feed_id, row.contributor_id) for row in agg.storage.feeds.due(clock())}
+    tag = ("Co-production Week",)
+    shared = item("Cross-posted", guid="x", link="https://a.example/p", categories=tag)
+
+    def intents(*items):
+        body = rss(*items)
+        return prepare_feed(body, a, "application/rss+xml", agg.rules, False, clock()).intents
+
+    counts = agg.storage.posts.store_many(
+        [
+            (*ids[a], intents(shared, item("Only A", guid="a1", categories=tag))),
+            (*ids[b], intents(item("Only B", guid="b1", categories=tag), shared)),
+        ],
+        clock(),
+    )
+    assert [(c.new, c.duplicates) for c in counts] == [(2, 0), (1, 1)]
+    agg.publish()
+    assert sorted(titles(agg)) == ["Cross-posted", "Only A", "Only B"]
+    # stored again, alone: nothing is new, nothing is counted twice
+    again = agg.storage.posts.store_many([(*ids[b], intents(shared))], clock())
+    assert [(c.new, c.updated, c.duplicates) for c in again] == [(0, 0, 0)]
