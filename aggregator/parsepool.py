@@ -31,6 +31,21 @@ def _started() -> None:
     """A no-op: when a worker has run it, the processes are ready."""
 
 
+def _exit_with_parent() -> None:
+    """In each worker: leave when the polling process is gone. A worker waits for work on
+    a pipe it also holds open, so it would never notice on its own; a poll killed by a
+    timeout (SIGTERM or SIGKILL) would leave its workers and the forkserver behind."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the sentinel pipe closes
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class ParsePool(Executor):
     """Parses on `thread` until BACKLOG_FOR_PROCESSES bodies wait there, then in worker
     processes for the rest of the poll (once they have started: until then, still on the
@@ -88,7 +103,9 @@ class ParsePool(Executor):
         try:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["__main__", "aggregator.decide"])
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=_exit_with_parent
+            )
         except (RuntimeError, OSError) as e:
             self._give_up(e)
         else:

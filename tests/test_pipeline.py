@@ -3,6 +3,9 @@ the published feed.atom."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -520,3 +523,48 @@ def test_feeds_stored_in_one_batch_keep_one_post_once(make_agg, site, clock):
     # stored again, alone: nothing is new, nothing is counted twice
     again = agg.storage.posts.store_many([(*ids[b], intents(shared))], clock())
     assert [(c.new, c.updated, c.duplicates) for c in again] == [(0, 0, 0)]
+
+
+KILLED_POLL = """
+import os, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import forkserver
+
+import aggregator.parsepool as parsepool
+
+parsepool.BACKLOG_FOR_PROCESSES = 0
+if __name__ == "__main__":
+    with ThreadPoolExecutor(1) as thread:
+        pool = parsepool.ParsePool(thread)
+        while pool.submit(os.getpid).result() == os.getpid():  # until the workers are up
+            time.sleep(0.05)
+        workers = {pool.submit(os.getpid).result() for _ in range(10)}
+        print(forkserver._forkserver._forkserver_pid, *workers, flush=True)
+        time.sleep(120)  # killed here, mid-poll
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to see processes")
+def test_parse_processes_do_not_outlive_a_killed_poll(tmp_path):
+    # a poll stopped by a timeout (cron's `timeout`, systemd) must not leave processes behind
+    script = tmp_path / "poll.py"
+    script.write_text(KILLED_POLL)
+    poll = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(pid) for pid in poll.stdout.readline().split()]
+    finally:
+        poll.kill()
+        poll.wait()
+    assert len(pids) >= 2, "the forkserver and at least one worker"
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in pids if _running(pid)] == []
