@@ -246,6 +246,9 @@ class FeedClient:
             ),
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
+            # blog hosts send long headers (CSP, cookies); aiohttp's default is 8 KB
+            max_line_size=32768,
+            max_field_size=32768,
         )
         return self
 

@@ -40,7 +40,8 @@ DB_RETRIES = 5
 
 class Recorder:
     """Collects feeds' poll outcomes and writes them in batches (used on the processor
-    thread only). Posts are stored per feed at once; only the feeds' polling state waits."""
+    thread only). A feed's posts are stored before its outcome is added here, so a crash
+    in between means the feed is fetched again, never that posts are lost."""
 
     BATCH = 100
 

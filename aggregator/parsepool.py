@@ -3,9 +3,10 @@ bodies arrive faster than one thread can parse them.
 
 Parsing and deciding are CPU work in pure Python (`decide.prepare_feed`); one
 interpreter cannot use a second core for them. Worker processes can, but starting
-them costs about half a second of CPU (a fresh interpreter importing the package),
-which a poll where a few feeds changed would spend for nothing. So a poll starts
-in-process and brings in the processes only when parsing falls behind.
+them costs CPU (each is a fresh interpreter importing the parsing code and the
+program's main module: about 0.2 s here), which a poll where a few feeds changed
+would spend for nothing. So a poll starts in-process and brings in the processes
+only when parsing falls behind. Workers exit with the poll, even a killed one.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class ParsePool(Executor):
 
     def _check_pool(self, future: Future[Any]) -> None:
         # a worker that died (killed for memory, a crash in a C library) breaks the whole
-        # pool: the feeds it held fail (see PollContext.prepare), the rest parse here
+        # pool: the feeds waiting in it fail for this poll (see PollContext.prepare), and
+        # the rest of the poll parses here
         if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
             self._give_up(future.exception(), "a worker process died")
 

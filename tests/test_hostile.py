@@ -483,3 +483,12 @@ def test_moved_permanently_is_stored_temporary_is_not(make_agg, site):
     agg.update_feeds()
     urls = sorted(r.url for r in agg.status())
     assert urls == sorted([site.url("/perm-new"), site.url("/temp")])
+
+
+def test_long_response_headers_are_read(make_agg, site):
+    # some blog hosts send content-security policies and cookies of many kilobytes
+    agg = make_agg()
+    register(agg, site, "/feed", GOOD, headers={"Content-Security-Policy": "a" * 12_000})
+    agg.update_feeds()
+    assert row(agg, "/feed").last_result == "ok"
+    assert titles(agg) == ["Good post"]
