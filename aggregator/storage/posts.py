@@ -1,9 +1,10 @@
 """Event posts and the (feed, entry) sources that map to them.
 
-`store` applies DESIGN.md's "One post, once" in one transaction per feed:
-a known (feed, entry key) is the same post (updated in place when its content
-hash changes, if it is the first-seen copy); a new key whose link or text
-matches a stored post becomes an alternate of it; anything else is a new post.
+`store_many` applies DESIGN.md's "One post, once" to a batch of feeds in one
+transaction, feed after feed: a known (feed, entry key) is the same post (updated
+in place when its content hash changes, if it is the first-seen copy); a new key
+whose link or text matches a stored post (or one new earlier in the batch)
+becomes an alternate of it; anything else is a new post.
 """
 
 from __future__ import annotations
