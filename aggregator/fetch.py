@@ -17,6 +17,7 @@ that concurrency on 2 cores); see benchmarks/poll.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import ipaddress
 import socket
@@ -309,17 +310,7 @@ async def _fetch(
         else:
             outcome = await _one_request(client, current, headers, limits)
         if isinstance(outcome, FetchResult):
-            return FetchResult(
-                url=current,
-                modified=outcome.modified,
-                content=outcome.content,
-                content_type=outcome.content_type,
-                etag=outcome.etag,
-                last_modified=outcome.last_modified,
-                moved_to=moved_to,
-                fresh_for=outcome.fresh_for,
-                headers=outcome.headers,
-            )
+            return dataclasses.replace(outcome, url=current, moved_to=moved_to)
         status, location = outcome
         try:
             target = urljoin(current, location)

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -62,11 +62,23 @@ class ParsePool(Executor):
         self._waiting = 0
         self._ready = False
         self._starter: threading.Thread | None = None
+        self._warmups: list[Future[None]] = []
         self._lock = threading.Lock()
 
     @property
     def uses_processes(self) -> bool:
         return self._pool is not None
+
+    def start(self, timeout: float = 60) -> bool:
+        """Start the worker processes now and wait until they are up (rather than when
+        parsing falls behind); False when they could not start."""
+        if self._allowed and self._starter is None:
+            self._starter = threading.Thread(target=self._start, name="parse-start", daemon=True)
+            self._starter.start()
+        if self._starter is not None:
+            self._starter.join(timeout)
+        wait(self._warmups, timeout)
+        return self._pool is not None and self._ready
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if self._starter is None and self._allowed and self._waiting >= BACKLOG_FOR_PROCESSES:
@@ -114,7 +126,9 @@ class ParsePool(Executor):
             log.info("parsing falls behind: parsing in %d worker processes", workers)
             try:  # one no-op per worker, so that all of them start here
                 for _ in range(workers):
-                    self._pool.submit(_started).add_done_callback(self._on_started)
+                    warmup = self._pool.submit(_started)
+                    warmup.add_done_callback(self._on_started)
+                    self._warmups.append(warmup)
             except (RuntimeError, OSError, BrokenProcessPool) as e:
                 self._give_up(e)
 

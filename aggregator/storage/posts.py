@@ -79,7 +79,7 @@ _SOURCES = PostSource.__table__
 _KNOWN_SOURCES = select(
     _SOURCES.c.feed_id, _SOURCES.c.entry_key, _SOURCES.c.post_id, _SOURCES.c.is_primary
 ).where(_SOURCES.c.feed_id.in_(bindparam("feed_ids", expanding=True)))
-_CONTENT_HASHES = select(_POSTS.c.id, _POSTS.c.content_hash).where(
+_CONTENT_HASHES = select(_POSTS.c.id, _POSTS.c.content_hash, _POSTS.c.first_seen).where(
     _POSTS.c.id.in_(bindparam("ids", expanding=True))
 )
 _SAME_POSTS = (
@@ -149,9 +149,14 @@ class PostStore:
             for intent in intents:
                 if intent.entry_key in known:
                     post_id, primary = known[intent.entry_key]
-                    if primary and post_id in hashes and hashes[post_id] != intent.content_hash:
-                        self._update(conn, post_id, intent)
-                        hashes[post_id] = intent.content_hash
+                    if primary and post_id in hashes and hashes[post_id][0] != intent.content_hash:
+                        first_seen = hashes[post_id][1]
+                        conn.execute(
+                            update(_POSTS)
+                            .where(_POSTS.c.id == post_id)
+                            .values(**_columns(intent, first_seen))
+                        )
+                        hashes[post_id] = (intent.content_hash, first_seen)
                         updated += 1
                     continue
                 same = (by_link.get(intent.link_key) if intent.link_key else None) or (
@@ -201,21 +206,14 @@ class PostStore:
         return counts
 
     @staticmethod
-    def _update(conn: Connection, post_id: int, intent: PostIntent) -> None:
-        """An edit of a stored post's first-seen copy: update it in place."""
-        first_seen = conn.execute(
-            select(_POSTS.c.first_seen).where(_POSTS.c.id == post_id)
-        ).scalar_one()
-        conn.execute(
-            update(_POSTS).where(_POSTS.c.id == post_id).values(**_columns(intent, first_seen))
-        )
-
-    @staticmethod
-    def _content_hashes(conn: Connection, post_ids: list[int]) -> dict[int, str]:
-        hashes: dict[int, str] = {}
+    def _content_hashes(
+        conn: Connection, post_ids: list[int]
+    ) -> dict[int, tuple[str, dt.datetime]]:
+        """Stored posts' content hashes (to see edits) and first-seen times (kept by one)."""
+        hashes: dict[int, tuple[str, dt.datetime]] = {}
         for start in range(0, len(post_ids), 500):
             rows = conn.execute(_CONTENT_HASHES, {"ids": post_ids[start : start + 500]})
-            hashes.update((int(post_id), content_hash) for post_id, content_hash in rows)
+            hashes.update((int(post_id), (digest, seen)) for post_id, digest, seen in rows)
         return hashes
 
     @staticmethod
