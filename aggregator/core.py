@@ -17,18 +17,19 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
-from . import digest as digests
 from .config import Settings
-from .discover import FoundFeed, discover, find_label_feeds
 from .errors import AggregatorError, DiscoveryError, DuplicateFeedError, FeedError
-from .fetch import FetchLimits, HostGate, fetch, make_client
-from .ingest import Batcher, PollContext, Recorder, poll_feed
-from .mail import send_one, simple_message
-from .match import EventRules
-from .opml import OpmlEntry, read_opml, render_opml
-from .parse import parse_feed
-from .parsepool import make_parser
-from .publish import PageDigest, write_atomic, write_outputs
+from .outputs import digest as digests
+from .outputs.files import write_atomic
+from .outputs.mail import send_one, simple_message
+from .outputs.opml import OpmlEntry, read_opml, render_opml
+from .outputs.publish import PageDigest, write_outputs
+from .pipeline.discover import FoundFeed, discover, find_label_feeds
+from .pipeline.fetch import FetchLimits, HostGate, fetch, make_client
+from .pipeline.ingest import Batcher, PollContext, Recorder, poll_feed
+from .pipeline.match import EventRules
+from .pipeline.parse import parse_feed
+from .pipeline.parsepool import make_parser
 from .records import FeedToFetch, FeedUpdateResult, PollSummary
 from .storage import Storage
 from .storage.feeds import ContributorRow, FeedRow

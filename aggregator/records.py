@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from .states import PollOutcome
+
 
 @dataclass(frozen=True)
 class FeedToFetch:
@@ -118,8 +120,7 @@ class StoreCounts:
 class FeedUpdateResult:
     feed_id: int
     url: str
-    #: "ok" | "not_modified" | "failed"
-    outcome: str
+    outcome: PollOutcome
     error: str | None = None
     entries: int = 0
     new: int = 0
@@ -139,9 +140,9 @@ class PollSummary:
 
     def add(self, result: FeedUpdateResult) -> None:
         self.results.append(result)
-        if result.outcome == "failed":
+        if result.outcome is PollOutcome.FAILED:
             self.failed += 1
-        elif result.outcome == "not_modified":
+        elif result.outcome is PollOutcome.NOT_MODIFIED:
             self.not_modified += 1
         else:
             self.fetched += 1

@@ -7,6 +7,7 @@ excerpts. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 
@@ -99,3 +100,21 @@ def excerpt(text: str, words: int = 50) -> str:
     if len(parts) <= words:
         return " ".join(parts)
     return " ".join(parts[:words]) + " …"
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+_OTHER_SPACE = re.compile(f"[{OTHER_SPACES}]")
+
+
+@functools.lru_cache(maxsize=8192)  # feeds repeat their categories entry after entry
+def normalise_tag(tag: str) -> str:
+    """`Co-production Week` = `coproduction week` = `#CoProductionWeek` -> `coproductionweek`."""
+    return _NON_WORD.sub("", tag.casefold())
+
+
+def normalise_phrase(text: str) -> str:
+    """Case-folded, hyphens removed, runs of whitespace collapsed."""
+    folded = text.casefold().replace("-", "").replace("\u2010", "")
+    if "  " not in folded and _OTHER_SPACE.search(folded) is None:
+        return folded.strip()
+    return " ".join(folded.split())

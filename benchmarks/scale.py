@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aggregator.config import settings_from_dict
 from aggregator.core import Aggregator
-from aggregator.dedupe import content_hash
+from aggregator.pipeline.dedupe import content_hash
 from aggregator.records import PostIntent
 
 

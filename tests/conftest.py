@@ -15,8 +15,8 @@ import sqlalchemy
 
 from aggregator.config import settings_from_dict
 from aggregator.core import Aggregator
-from aggregator.db import drop_schema, make_engine
 from aggregator.loopback import LoopbackSite, Response
+from aggregator.storage.db import drop_schema, make_engine
 
 PG_ENV = "AGGREGATOR_TEST_DATABASE_URL"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real-feeds"

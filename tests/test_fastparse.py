@@ -5,7 +5,7 @@ from __future__ import annotations
 import feedparser
 import pytest
 
-import aggregator.parse
+import aggregator.pipeline.parse
 
 from .conftest import CORPUS, serve_feed
 
@@ -40,19 +40,19 @@ def test_corpus_publishes_the_same_through_both_parsing_paths(
     make_agg, site, tmp_path, monkeypatch
 ):
     used = []
-    real_fast = aggregator.parse.fast_parse
+    real_fast = aggregator.pipeline.parse.fast_parse
 
     def counting(content, url):
         result = real_fast(content, url)
         used.append(result is not None)
         return result
 
-    monkeypatch.setattr(aggregator.parse, "fast_parse", counting)
+    monkeypatch.setattr(aggregator.pipeline.parse, "fast_parse", counting)
     fast = make_agg(publish={"max_entries": 5000, "output_dir": str(tmp_path / "fast")})
     fast_summary, fast_entries = publish_corpus(fast, site)
     assert sum(used) >= 10  # the fast path really took part of the corpus
 
-    monkeypatch.setattr(aggregator.parse, "fast_parse", lambda content, url: None)
+    monkeypatch.setattr(aggregator.pipeline.parse, "fast_parse", lambda content, url: None)
     slow = make_agg(
         publish={"max_entries": 5000, "output_dir": str(tmp_path / "slow")},
         database={"url": f"sqlite:///{tmp_path / 'slow.db'}"},

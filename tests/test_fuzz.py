@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from aggregator.config import settings_from_dict
-from aggregator.decide import decide_posts
 from aggregator.errors import FeedError
-from aggregator.match import EventRules
-from aggregator.parse import parse_feed
-from aggregator.publish import render_atom
-from aggregator.sanitize import sanitize_html
+from aggregator.outputs.publish import render_atom
+from aggregator.pipeline.decide import decide_posts
+from aggregator.pipeline.match import EventRules
+from aggregator.pipeline.parse import parse_feed
+from aggregator.pipeline.sanitize import sanitize_html
 from aggregator.storage.posts import PostView
 from aggregator.text import html_to_text
 

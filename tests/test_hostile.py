@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from aggregator import fetch as fetch_module
 from aggregator.errors import DiscoveryError, FeedError
-from aggregator.fetch import FetchLimits, make_client
-from aggregator.fetch import fetch as fetch_url
 from aggregator.loopback import Response
+from aggregator.pipeline import fetch as fetch_module
+from aggregator.pipeline.fetch import FetchLimits, make_client
+from aggregator.pipeline.fetch import fetch as fetch_url
 
 from .conftest import atom, atom_entry, item, published, rss, serve_feed, titles
 

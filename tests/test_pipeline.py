@@ -420,17 +420,17 @@ def test_one_failing_feed_does_not_stop_the_others(make_agg, site):
 
 
 def processes_from_the_start(monkeypatch) -> None:
-    import aggregator.parsepool
+    import aggregator.pipeline.parsepool
 
-    monkeypatch.setattr(aggregator.parsepool, "PARSE_IN_PROCESSES_FROM", 1)
-    monkeypatch.setattr(aggregator.parsepool, "BACKLOG_FOR_PROCESSES", 0)
+    monkeypatch.setattr(aggregator.pipeline.parsepool, "PARSE_IN_PROCESSES_FROM", 1)
+    monkeypatch.setattr(aggregator.pipeline.parsepool, "BACKLOG_FOR_PROCESSES", 0)
 
 
 def test_large_polls_parse_in_worker_processes_with_the_same_results(
     make_agg, site, monkeypatch, caplog
 ):
     import aggregator.core
-    from aggregator.parsepool import ParsePool
+    from aggregator.pipeline.parsepool import ParsePool
 
     pools: list[ParsePool] = []
 
@@ -441,7 +441,7 @@ def test_large_polls_parse_in_worker_processes_with_the_same_results(
         return pool
 
     monkeypatch.setattr(aggregator.core, "make_parser", started_pool)
-    caplog.set_level("INFO", logger="aggregator.parsepool")
+    caplog.set_level("INFO", logger="aggregator.pipeline.parsepool")
     agg = make_agg()
     add(agg, site, "A", "/a", rss(item("From A", guid="a", categories=("Co-production Week",))))
     add(agg, site, "B", "/b", rss(item("Not tagged", guid="b")))
@@ -459,7 +459,7 @@ def test_large_polls_parse_in_worker_processes_with_the_same_results(
 
 
 def test_a_small_poll_parses_in_this_process(make_agg, site, caplog):
-    caplog.set_level("INFO", logger="aggregator.parsepool")
+    caplog.set_level("INFO", logger="aggregator.pipeline.parsepool")
     agg = make_agg()
     add(agg, site, "A", "/a", rss(item("From A", guid="a", categories=("Co-production Week",))))
     assert agg.update_feeds().new == 1
@@ -471,7 +471,7 @@ def test_after_a_parse_process_dies_the_rest_of_the_poll_parses_here(monkeypatch
     from concurrent.futures import ThreadPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    from aggregator.parsepool import ParsePool
+    from aggregator.pipeline.parsepool import ParsePool
 
     processes_from_the_start(monkeypatch)
     with ThreadPoolExecutor(1) as thread, ParsePool(thread) as pool:
@@ -506,7 +506,7 @@ def test_feeds_stored_in_one_batch_keep_one_post_once(make_agg, site, clock):
     """The processor stores several feeds per transaction: the rules must come out as if
     each feed were stored alone, in order (the first copy is the post, later copies
     its duplicates, whether in the same batch or not)."""
-    from aggregator.decide import prepare_feed
+    from aggregator.pipeline.decide import prepare_feed
 
     agg = make_agg()
     a = add(agg, site, "A", "/a", rss())
@@ -539,7 +539,7 @@ import os, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import forkserver
 
-import aggregator.parsepool as parsepool
+import aggregator.pipeline.parsepool as parsepool
 
 parsepool.BACKLOG_FOR_PROCESSES = 0
 if __name__ == "__main__":

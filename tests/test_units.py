@@ -12,11 +12,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.config import load_settings
-from aggregator.dedupe import canonical_url, text_fingerprint
 from aggregator.errors import ConfigError
-from aggregator.match import EventRules, normalise_phrase, normalise_tag
-from aggregator.sanitize import sanitize_html
-from aggregator.text import OTHER_SPACES, html_to_text, one_line, strip_controls
+from aggregator.pipeline.dedupe import text_fingerprint
+from aggregator.pipeline.match import EventRules
+from aggregator.pipeline.sanitize import sanitize_html
+from aggregator.text import (
+    OTHER_SPACES,
+    html_to_text,
+    normalise_phrase,
+    normalise_tag,
+    one_line,
+    strip_controls,
+)
+from aggregator.urls import canonical_url
 
 
 @pytest.mark.parametrize(

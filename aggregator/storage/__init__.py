@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from ..db import create_schema, make_engine
+from .db import create_schema, make_engine
 from .feeds import FeedStore
 from .posts import PostStore
 from .subscribers import SubscriberStore

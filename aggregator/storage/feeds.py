@@ -10,8 +10,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from ..errors import DuplicateFeedError, NotFoundError
-from ..models import Contributor, Feed, Post, PostSource
 from ..records import FeedToFetch
+from ..states import PollOutcome
+from .models import Contributor, Feed, Post, PostSource
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ContributorRow:
 class FeedOutcome:
     """What one poll learned about a feed, to record."""
 
-    result: str  # "ok" | "not_modified" | "failed"
+    result: PollOutcome
     now: dt.datetime
     next_due_at: dt.datetime
     error: str | None = None
@@ -81,17 +82,17 @@ _SUCCEEDED = {
 _BY_ID = update(_FEEDS).where(_FEEDS.c.id == bindparam("b_id"))
 #: how each kind of poll outcome updates its feed's row (FeedStore.record_many)
 _RECORD = {
-    "failed": _BY_ID.values(
+    PollOutcome.FAILED: _BY_ID.values(
         **_POLLED,
-        last_result="failed",
+        last_result=PollOutcome.FAILED,
         error_count=_FEEDS.c.error_count + 1,
         last_error=bindparam("b_error"),
         gone=or_(_FEEDS.c.gone, bindparam("b_gone")),
     ),
-    "not_modified": _BY_ID.values(**_SUCCEEDED, last_result="not_modified"),
-    "ok": _BY_ID.values(
+    PollOutcome.NOT_MODIFIED: _BY_ID.values(**_SUCCEEDED, last_result=PollOutcome.NOT_MODIFIED),
+    PollOutcome.OK: _BY_ID.values(
         **_SUCCEEDED,
-        last_result="ok",
+        last_result=PollOutcome.OK,
         problem=bindparam("b_problem"),
         body_hash=func.coalesce(bindparam("b_body_hash"), _FEEDS.c.body_hash),
         title=func.coalesce(bindparam("b_title"), _FEEDS.c.title),
@@ -299,7 +300,7 @@ class FeedStore:
     def record_many(self, outcomes: list[tuple[int, FeedOutcome]]) -> None:
         """Record what polls learned, in one transaction: one executemany per kind of
         outcome (a feed removed while it was polled matches no row)."""
-        by_kind: dict[str, list[dict[str, object]]] = {"failed": [], "not_modified": [], "ok": []}
+        by_kind: dict[PollOutcome, list[dict[str, object]]] = {k: [] for k in PollOutcome}
         moves = []
         for feed_id, outcome in outcomes:
             row: dict[str, object] = {
@@ -308,11 +309,11 @@ class FeedStore:
                 "b_due": outcome.next_due_at,
                 "b_retry": outcome.retry_after_until,
             }
-            if outcome.result == "failed":
+            if outcome.result is PollOutcome.FAILED:
                 row |= {"b_error": outcome.error, "b_gone": outcome.gone}
             else:
                 row |= {"b_etag": outcome.etag, "b_last_modified": outcome.last_modified}
-                if outcome.result == "ok":
+                if outcome.result is PollOutcome.OK:
                     row |= {
                         "b_problem": outcome.problem,
                         "b_body_hash": outcome.body_hash,

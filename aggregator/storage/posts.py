@@ -18,10 +18,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from ..dedupe import canonical_url, link_key
 from ..errors import NotFoundError
-from ..models import Contributor, Digest, Feed, Post, PostSource
 from ..records import PostIntent, StoreCounts
+from ..urls import canonical_url, link_key
+from .models import Contributor, Digest, Feed, Post, PostSource
 
 
 @dataclass(frozen=True)

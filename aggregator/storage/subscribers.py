@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from ..errors import NotFoundError
-from ..models import Delivery, Subscriber
+from ..states import DeliveryState
+from .models import Delivery, Subscriber
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ class SubscriberStore:
         """Active subscribers with no delivery for `date`, or a failed one to retry."""
         with Session(self.engine) as session:
             done = select(Delivery.subscriber_id).where(
-                Delivery.digest_date == date, col(Delivery.status).in_(["sent", "sending"])
+                Delivery.digest_date == date,
+                col(Delivery.status).in_([DeliveryState.SENT, DeliveryState.SENDING]),
             )
             rows = session.exec(
                 select(Subscriber)
@@ -175,7 +177,7 @@ class SubscriberStore:
             row.message_id = message_id
             row.updated_at = now
             row.error = error
-            if status == "sending":
+            if status == DeliveryState.SENDING:
                 row.attempts += 1
             session.add(row)
             session.commit()

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from ..errors import AggregatorError, NotFoundError
-from ..models import Meta, Organiser, Registration
+from .models import Meta, Organiser, Registration
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..core import Aggregator
-from ..discover import discover
 from ..errors import AggregatorError
-from ..fetch import HostGate, make_client
-from ..publish import templates
-from ..sanitize import sanitize_html
+from ..outputs.templating import templates
+from ..pipeline.discover import discover
+from ..pipeline.fetch import HostGate, make_client
+from ..pipeline.sanitize import sanitize_html
 from ..text import excerpt, html_to_text
 
 PAGE_SIZE = 20

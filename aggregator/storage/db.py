@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from ..errors import ConfigError
 from . import models
-from .errors import ConfigError
 
 #: version -> step that brings a database from version-1 to version
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}

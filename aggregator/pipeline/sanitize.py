@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import html
 import re
-from urllib.parse import urljoin, urlsplit
 
 import nh3
+
+from ..urls import usable_base
 
 _URL_SCHEMES = {"http", "https", "mailto"}
 _ATTRIBUTES = {
@@ -56,27 +57,6 @@ def _is_tracking_pixel(tag: str) -> bool:
         return True
     src = attrs.get("src", "")
     return any(host in src for host in _TRACKER_HOSTS)
-
-
-def usable_base(base: str | None) -> str | None:
-    if base and urlsplit(base).scheme in ("http", "https"):
-        return base
-    return None
-
-
-def absolute_url(url: str | None, base: str | None) -> str | None:
-    """Resolve `url` against `base`; None for anything that is not http(s) in the end."""
-    if not url:
-        return None
-    url = url.strip()
-    try:
-        resolved = urljoin(base, url) if base else url
-        parts = urlsplit(resolved)
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return resolved
 
 
 @functools.lru_cache(maxsize=256)

@@ -20,6 +20,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from . import decide
+
 log = logging.getLogger(__name__)
 
 #: polls of fewer feeds than this never start processes
@@ -116,7 +118,7 @@ class ParsePool(Executor):
         workers = os.cpu_count() or 2
         try:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["__main__", "aggregator.decide"])
+            context.set_forkserver_preload(["__main__", decide.__name__])
             self._pool = ProcessPoolExecutor(
                 max_workers=workers, mp_context=context, initializer=_exit_with_parent
             )

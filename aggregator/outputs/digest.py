@@ -21,14 +21,16 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from urllib.parse import quote
 
-from .config import Settings
-from .errors import DeliveryError
+from ..config import Settings
+from ..errors import DeliveryError
+from ..states import DeliveryState
+from ..storage import Storage
+from ..storage.posts import PostView
+from ..storage.subscribers import SubscriberRow
+from ..text import excerpt, one_line
+from .files import write_atomic
 from .mail import Mailer
-from .publish import templates, write_atomic
-from .storage import Storage
-from .storage.posts import PostView
-from .storage.subscribers import SubscriberRow
-from .text import excerpt, one_line
+from .templating import templates
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,9 @@ def send_digest(
         log.info(report.line())
         return report
     report.posts = len(posts)
-    report.uncertain = [e for e, status in subs.deliveries(date).items() if status == "sending"]
+    report.uncertain = [
+        e for e, status in subs.deliveries(date).items() if status == DeliveryState.SENDING
+    ]
     archive(settings, date, posts)
     mailer = Mailer(settings)
     domain = parseaddr(settings.digest.sender)[1].rpartition("@")[2] or None
@@ -149,7 +153,7 @@ def send_digest(
         for subscriber in subs.awaiting_delivery(date):
             message_id = make_msgid(domain=domain)
             msg = build_message(settings, date, posts, subscriber, message_id, now)
-            subs.mark_delivery(subscriber.id, date, "sending", message_id, now)
+            subs.mark_delivery(subscriber.id, date, DeliveryState.SENDING, message_id, now)
             try:
                 mailer.send(msg)
             except smtplib.SMTPRecipientsRefused as e:
@@ -157,18 +161,22 @@ def send_digest(
                     f"{code} {text.decode(errors='replace')}"
                     for code, text in e.recipients.values()
                 )
-                subs.mark_delivery(subscriber.id, date, "failed", message_id, now, reason)
+                subs.mark_delivery(
+                    subscriber.id, date, DeliveryState.FAILED, message_id, now, reason
+                )
                 report.failed.append((subscriber.email, reason))
                 continue
             except (DeliveryError, OSError, smtplib.SMTPException) as e:
-                subs.mark_delivery(subscriber.id, date, "failed", message_id, now, str(e))
+                subs.mark_delivery(
+                    subscriber.id, date, DeliveryState.FAILED, message_id, now, str(e)
+                )
                 report.failed.append((subscriber.email, str(e)))
                 mailer.close()
                 if isinstance(e, DeliveryError):
                     # the server cannot be reached: the others wait for the next run
                     raise
                 continue
-            subs.mark_delivery(subscriber.id, date, "sent", message_id, now)
+            subs.mark_delivery(subscriber.id, date, DeliveryState.SENT, message_id, now)
             report.sent.append(subscriber.email)
     finally:
         mailer.close()

@@ -11,13 +11,14 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
+from ..errors import FeedError
+from ..records import EntryData, ParsedFeed, PostIntent
+from ..text import excerpt, html_to_text
+from ..urls import canonical_url, link_key
 from . import dedupe
-from .errors import FeedError
 from .match import EventRules
 from .parse import parse_feed
-from .records import EntryData, ParsedFeed, PostIntent
 from .sanitize import sanitize_html
-from .text import excerpt, html_to_text
 
 #: entries read from one feed; a feed of thousands is cut here (newest first is the norm)
 MAX_ENTRIES_PER_FEED = 1000
@@ -44,12 +45,12 @@ def decide_post(
         all_posts=all_posts, categories=entry.categories, title=entry.title, text=text, when=when
     ):
         return None
-    canonical = dedupe.canonical_url(entry.link)
+    canonical = canonical_url(entry.link)
     title = _title_for(entry, text)
     return PostIntent(
         entry_key=dedupe.entry_key(entry.entry_id, canonical, entry.title, when),
         canonical_link=canonical,
-        link_key=dedupe.link_key(canonical),
+        link_key=link_key(canonical),
         fingerprint=dedupe.text_fingerprint(text),
         title=title,
         link=entry.link,

@@ -32,9 +32,9 @@ import aiohttp
 import certifi
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from . import __version__
-from .errors import FeedError
-from .records import FetchResult
+from .. import __version__
+from ..errors import FeedError
+from ..records import FetchResult
 
 MAX_REDIRECTS = 5
 _ACCEPT_FEED = (

@@ -4,31 +4,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
 
-from .text import OTHER_SPACES
+from ..text import normalise_phrase, normalise_tag
 
 # a hashtag in rendered text: '#' not preceded by a word character or '&' (entities)
 _HASHTAG = re.compile(r"(?<![\w&/])#(\w[\w-]*)")
-_NON_WORD = re.compile(r"[\W_]+")
-_OTHER_SPACE = re.compile(f"[{OTHER_SPACES}]")
-
-
-@functools.lru_cache(maxsize=8192)  # feeds repeat their categories entry after entry
-def normalise_tag(tag: str) -> str:
-    """`Co-production Week` = `coproduction week` = `#CoProductionWeek` -> `coproductionweek`."""
-    return _NON_WORD.sub("", tag.casefold())
-
-
-def normalise_phrase(text: str) -> str:
-    """Case-folded, hyphens removed, runs of whitespace collapsed."""
-    folded = text.casefold().replace("-", "").replace("\u2010", "")
-    if "  " not in folded and _OTHER_SPACE.search(folded) is None:
-        return folded.strip()
-    return " ".join(folded.split())
 
 
 def hashtags(text: str) -> set[str]:

@@ -1,50 +1,23 @@
 """Write the outputs: feed.atom (feedgen), index.html (Jinja2), contributors.opml.
 
-Each file is written to a temporary name beside it and renamed into place, so a
-reader (or a web server) never sees half a file.
+Each file is written whole or not at all (`files.write_atomic`), so a reader (or a
+web server) never sees half a file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 from feedgen.feed import FeedGenerator
 
-from .config import Settings
+from ..config import Settings
+from ..storage.posts import PostView
+from ..text import excerpt
+from .files import write_atomic
 from .opml import OpmlEntry, render_opml
-from .storage.posts import PostView
-from .text import excerpt
-
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("aggregator", "templates"),
-    autoescape=jinja2.select_autoescape(["html", "xml"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def templates() -> jinja2.Environment:
-    return _env
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from .templating import templates
 
 
 def atom_id(entry_key: str) -> str:
@@ -100,13 +73,17 @@ def render_index(
     digests: list[PageDigest] | None = None,
 ) -> bytes:
     tz = settings.event.tz
-    page = _env.get_template("index.html").render(
-        event=settings.event,
-        posts=posts,
-        local=lambda d: d.astimezone(tz) if d else None,
-        excerpt=excerpt,
-        generated=now.astimezone(tz),
-        digests=digests or [],
+    page = (
+        templates()
+        .get_template("index.html")
+        .render(
+            event=settings.event,
+            posts=posts,
+            local=lambda d: d.astimezone(tz) if d else None,
+            excerpt=excerpt,
+            generated=now.astimezone(tz),
+            digests=digests or [],
+        )
     )
     return page.encode("utf-8")
 

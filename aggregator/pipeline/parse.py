@@ -22,11 +22,12 @@ from typing import Any
 
 import feedparser
 
-from .errors import FeedError
-from .fastparse import categories_of, fast_parse, iso_date
-from .records import EntryData, ParsedFeed
-from .sanitize import absolute_url
-from .text import html_to_text, one_line, strip_controls
+from ..errors import FeedError
+from ..records import EntryData, ParsedFeed
+from ..text import html_to_text, one_line, strip_controls
+from ..urls import absolute_url
+from .fastparse import fast_parse
+from .feedfields import categories_of, iso_date
 
 # an internal DTD subset can declare entities ("billion laughs", external files);
 # feeds never need one, so it is cut before any XML parser sees the bytes

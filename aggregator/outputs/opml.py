@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
 
-from .errors import AggregatorError
+from ..errors import AggregatorError
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from .errors import DiscoveryError, FeedError
+from ..errors import DiscoveryError, FeedError
+from ..records import ParsedFeed
 from .fetch import FeedClient, FetchLimits, HostGate, fetch
 from .parse import parse_feed
-from .records import ParsedFeed
 
 _FEED_TYPES = {
     "application/rss+xml",

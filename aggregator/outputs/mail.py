@@ -10,9 +10,9 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
-from .config import Settings
-from .errors import DeliveryError
-from .text import one_line
+from ..config import Settings
+from ..errors import DeliveryError
+from ..text import one_line
 
 
 class Mailer:

@@ -1,18 +1,14 @@
-"""Identities of posts: canonical links, text fingerprints, per-feed entry keys.
+"""Web addresses: canonical forms for comparing links, and resolving relative ones.
 
-Pure functions (DESIGN.md, "One post, once"). The storage layer uses these
-keys to decide whether an entry is a post it already holds.
+Shared by the pipeline (deduplication, sanitising, parsing) and storage (looking a
+post up by its link); pure functions over strings.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
-
-from .match import normalise_phrase
 
 # query parameters that only say where a reader came from
 _TRACKING_PARAMS = frozenset(
@@ -37,10 +33,6 @@ _TRACKING_PARAMS = frozenset(
 )
 _TRACKING_PREFIXES = ("utm_", "pk_", "hmb_")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-#: fingerprints of shorter texts would match unrelated posts ("Photo", "")
-MIN_FINGERPRINT_CHARS = 80
-#: bump when what goes into `content_hash` changes, so stored hashes are not compared across rules
-CONTENT_HASH_VERSION = "1"
 
 
 def _keep_param(name: str, value: str) -> bool:
@@ -85,35 +77,22 @@ def link_key(canonical: str | None) -> str | None:
     return canonical.split("://", 1)[-1]
 
 
-def text_fingerprint(text: str) -> str | None:
-    normalised = normalise_phrase(text)
-    if len(normalised) < MIN_FINGERPRINT_CHARS:
+def usable_base(base: str | None) -> str | None:
+    if base and urlsplit(base).scheme in ("http", "https"):
+        return base
+    return None
+
+
+def absolute_url(url: str | None, base: str | None) -> str | None:
+    """Resolve `url` against `base`; None for anything that is not http(s) in the end."""
+    if not url:
         return None
-    return hashlib.sha256(normalised.encode()).hexdigest()
-
-
-def entry_key(
-    entry_id: str | None, canonical: str | None, title: str, date: dt.datetime | None
-) -> str:
-    """Identity within one feed: the entry id, else the canonical link, else title+date."""
-    if entry_id and entry_id.strip():
-        return "id:" + entry_id.strip()
-    if canonical:
-        return "link:" + canonical
-    stamp = date.isoformat() if date else ""
-    return "hash:" + hashlib.sha256(f"{title}\x00{stamp}".encode()).hexdigest()
-
-
-def content_hash(
-    title: str, content_html: str, categories: tuple[str, ...], updated: dt.datetime | None
-) -> str:
-    """Stable hash of what a reader sees; a different hash means the post was edited."""
-    digest = hashlib.sha256(CONTENT_HASH_VERSION.encode())
-    for part in (
-        title,
-        content_html,
-        "\x1f".join(categories),
-        updated.isoformat() if updated else "",
-    ):
-        digest.update(b"\x00" + part.encode())
-    return digest.hexdigest()
+    url = url.strip()
+    try:
+        resolved = urljoin(base, url) if base else url
+        parts = urlsplit(resolved)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return resolved

@@ -21,13 +21,14 @@ from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
 
+from ..errors import FeedError
+from ..records import FeedToFetch, FeedUpdateResult, FetchResult, StoreCounts
+from ..states import PollOutcome
+from ..storage import Storage
+from ..storage.feeds import FeedOutcome
 from .decide import PreparedFeed, prepare_feed
-from .errors import FeedError
 from .fetch import FeedClient, FetchLimits, HostGate, fetch
 from .match import EventRules
-from .records import FeedToFetch, FeedUpdateResult, FetchResult, StoreCounts
-from .storage import Storage
-from .storage.feeds import FeedOutcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -261,17 +262,22 @@ def record(
             now, ctx.interval, ctx.max_backoff, target.error_count, error.retry_after
         )
         outcome = FeedOutcome(
-            "failed", now, due, error=error.reason, retry_after_until=retry_until, gone=error.gone
+            PollOutcome.FAILED,
+            now,
+            due,
+            error=error.reason,
+            retry_after_until=retry_until,
+            gone=error.gone,
         )
         ctx.recorder.add(target.feed_id, outcome)
-        return FeedUpdateResult(target.feed_id, target.url, "failed", error=error.reason)
+        return FeedUpdateResult(target.feed_id, target.url, PollOutcome.FAILED, error=error.reason)
 
     if isinstance(result, FeedError):
         return failed(result)
     due = next_due_after_success(now, ctx.interval, result.fresh_for)
     if prepared is None:  # 304, or the same bytes as last time
         outcome = FeedOutcome(
-            "not_modified",
+            PollOutcome.NOT_MODIFIED,
             now,
             due,
             etag=result.etag,
@@ -279,14 +285,14 @@ def record(
             moved_to=result.moved_to,
         )
         ctx.recorder.add(target.feed_id, outcome)
-        return FeedUpdateResult(target.feed_id, target.url, "not_modified")
+        return FeedUpdateResult(target.feed_id, target.url, PollOutcome.NOT_MODIFIED)
     if isinstance(prepared, FeedError):
         return failed(prepared)
     if isinstance(stored, FeedError):
         return failed(stored)
     assert stored is not None
     outcome = FeedOutcome(
-        "ok",
+        PollOutcome.OK,
         now,
         due,
         problem=prepared.problem,
@@ -300,7 +306,7 @@ def record(
     return FeedUpdateResult(
         target.feed_id,
         target.url,
-        "ok",
+        PollOutcome.OK,
         entries=prepared.entries,
         new=stored.new,
         updated=stored.updated,
