@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .config import load_settings
 from .errors import AggregatorError
+from .states import FeedKind, PollOutcome
 
 if TYPE_CHECKING:
     from .core import Aggregator
@@ -110,15 +110,6 @@ def say(line: str, *, err: bool = False) -> None:
     typer.echo(line, err=err)
 
 
-def print_table(table: Table) -> None:
-    """Tables wrap to the terminal; piped into a file or another program they stay whole."""
-    Console(width=None if sys.stdout.isatty() else 240).print(table)
-
-
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "—"
-
-
 # ---- commands ----
 
 
@@ -152,7 +143,7 @@ def contributors_add(
     with aggregator() as agg:
         result = agg.add_contributor(name, url, feed=feed, all_posts=all_posts)
     for added in result.feeds:
-        kind = "feed" if added.kind == "main" else "label feed"
+        kind = "feed" if added.kind is FeedKind.MAIN else "label feed"
         say(f"Added {kind} {added.url} — “{added.title or 'untitled'}”, {added.entries} entries")
 
 
@@ -180,9 +171,13 @@ def contributors_list(
     if not people:
         say("No contributors yet. Add one with: aggregator contributors add NAME URL")
         return
+    from .cli_tables import print_table
+
     table = Table("Contributor", "Homepage", "Feeds", "All posts")
     for c in people:
-        feeds = "\n".join(f"{f.url}{' (label)' if f.kind == 'label' else ''}" for f in c.feeds)
+        feeds = "\n".join(
+            f"{f.url}{' (label)' if f.kind is FeedKind.LABEL else ''}" for f in c.feeds
+        )
         if not feeds:
             feeds = f"none yet: {c.discovery_error}" if c.discovery_error else "found at next poll"
         table.add_row(c.name, c.homepage, feeds, "yes" if c.all_posts else "")
@@ -260,7 +255,7 @@ def poll(
         else:
             summary = agg.update_feeds(include_not_due=all_feeds)
     for result in summary.results:
-        if result.outcome == "failed":
+        if result.outcome is PollOutcome.FAILED:
             say(f"failed: {result.url}: {result.error}", err=True)
     say(summary.line())
 
@@ -275,80 +270,20 @@ def publish() -> None:
         say(f"Wrote {path}")
 
 
-STATUS_COLUMNS = (
-    "Contributor",
-    "Feed",
-    "Last fetch (UTC)",
-    "Result",
-    "Errors",
-    "Next try (UTC)",
-    "Posts",
-)
-#: above this many rows `status` prints plain aligned text: a rich table of thousands of
-#: rows takes seconds to lay out
-RICH_TABLE_MAX_ROWS = 300
-
-
-def status_rows(agg: Aggregator) -> list[tuple[str, ...]]:
-    """One row of plain strings per feed (and per contributor still without one)."""
-    rows = []
-    for row in agg.status():
-        if row.paused:
-            result = "paused"
-        elif row.gone or row.last_result == "failed":
-            result = row.last_error or "failed"
-        elif row.last_result == "not_modified":
-            result = "not modified"
-        elif row.last_result == "ok":
-            result = "ok" + (f" (note: {row.problem})" if row.problem else "")
-        else:
-            result = "not fetched yet"
-        next_try = (
-            "—"
-            if (row.gone or row.paused)
-            else _when(max(filter(None, [row.next_due_at, row.retry_after_until]), default=None))
-        )
-        rows.append(
-            (
-                row.contributor,
-                row.url + (" (label)" if row.kind == "label" else ""),
-                _when(row.last_fetched_at),
-                result,
-                str(row.error_count),
-                next_try,
-                str(row.posts),
-            )
-        )
-    for c in agg.contributors_without_feeds():
-        reason = c.discovery_error or "feed not discovered yet"
-        rows.append((c.name, c.homepage, "—", reason, "", "next poll", "0"))
-    return rows
-
-
-def plain_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    )
-
-
-def rich_status(rows: list[tuple[str, ...]]) -> Table:
-    table = Table(*STATUS_COLUMNS)
-    for row in rows:
-        cells = [escape(cell) for cell in row]
-        if not row[3].startswith(("ok", "not modified", "paused", "not fetched")):
-            cells[3] = f"[red]{cells[3]}[/red]"
-        table.add_row(*cells)
-    return table
-
-
 @app.command()
 @friendly
 def status() -> None:
     """One row per feed: last fetch, result, errors in a row, next try, posts kept."""
+    from .cli_tables import (
+        RICH_TABLE_MAX_ROWS,
+        STATUS_COLUMNS,
+        plain_table,
+        rich_status,
+        status_rows,
+    )
+
     with aggregator() as agg:
-        rows = status_rows(agg)
+        rows = status_rows(agg.status())
     if not rows:
         say("No feeds yet. Add one with: aggregator contributors add NAME URL")
     elif sys.stdout.isatty() and len(rows) <= RICH_TABLE_MAX_ROWS:
@@ -363,7 +298,7 @@ def posts_hide(url: Annotated[str, typer.Argument(help="The post's link.")]) -> 
     """Hide a post from the feed, the page and digests (reversible with `posts show`)."""
     with aggregator() as agg:
         agg.hide_post(url, True)
-    say(f"Hidden: {url}. Run `aggregator publish` to update the outputs.")
+    say(f"Hidden: {url}; the outputs are republished without it.")
 
 
 @posts_app.command("show")
@@ -372,7 +307,7 @@ def posts_show(url: Annotated[str, typer.Argument(help="The post's link.")]) -> 
     """Show a hidden post again."""
     with aggregator() as agg:
         agg.hide_post(url, False)
-    say(f"Shown again: {url}")
+    say(f"Shown again: {url}; the outputs are republished with it.")
 
 
 @feeds_app.command("pause")
@@ -448,6 +383,8 @@ def subscribers_list() -> None:
     if not rows:
         say("No subscribers yet. Add one with: aggregator subscribers add EMAIL")
         return
+    from .cli_tables import print_table, when
+
     table = Table("Email", "Since (UTC)", "State")
     for row in rows:
         state = (
@@ -455,7 +392,7 @@ def subscribers_list() -> None:
             if row.active
             else ("unsubscribed" if row.unsubscribed_at else "awaiting confirmation")
         )
-        table.add_row(row.email, _when(row.created_at), state)
+        table.add_row(row.email, when(row.created_at), state)
     print_table(table)
     say(f"{sum(r.active for r in rows)} of {len(rows)} get the digest.")
 
@@ -489,13 +426,8 @@ def organisers_add(
     ],
 ) -> None:
     """Create an organiser account for /admin (or set a new password)."""
-    from .web import hash_password
-
-    if len(password) < 10:
-        raise AggregatorError("choose a password of at least 10 characters")
     with aggregator() as agg:
-        address = agg.normalise_email(email).lower()
-        agg.storage.web.add_organiser(address, hash_password(password), agg.now())
+        address = agg.add_organiser(email, password)
     say(f"Organiser {address} can now log in at /admin/login")
 
 

@@ -102,7 +102,7 @@ def run_demo(output_dir: Path, echo: Callable[[str], None] = print) -> DemoRepor
             summary = agg.update_feeds()
             echo("Poll: " + summary.line())
             report.paths += agg.publish()
-            echo(f"Published {agg.storage.posts.count()} event posts.")
+            echo(f"Published {agg.post_count()} event posts.")
             for email in DEMO_SUBSCRIBERS:
                 agg.add_subscriber(email)
             digest = agg.send_digest()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from .states import PollOutcome
+from .states import FeedKind, PollOutcome
 
 
 @dataclass(frozen=True)
@@ -160,3 +161,37 @@ class PollSummary:
             f"{self.failed} failed; posts: {self.new} new, {self.updated} updated, "
             f"{self.duplicates} duplicate"
         )
+
+
+@dataclass(frozen=True)
+class AddedFeed:
+    """A feed stored for a contributor at registration."""
+
+    url: str
+    kind: FeedKind
+    title: str
+    #: entries the feed held when it was checked
+    entries: int
+
+
+@dataclass(frozen=True)
+class AddResult:
+    contributor: str
+    feeds: list[AddedFeed]
+
+
+@dataclass(frozen=True)
+class RegistrationPreview:
+    """What the public form shows after a blog is registered for approval."""
+
+    feed_url: str
+    feed_title: str
+    #: the feed's latest entries, as the form shows them
+    latest: list[EntryPreview]
+
+
+class EntryPreview(NamedTuple):
+    title: str
+    link: str | None
+    #: a plain-text excerpt of the entry
+    text: str

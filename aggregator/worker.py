@@ -36,8 +36,7 @@ def missed_digest_today(agg: Aggregator) -> bool:
     send_today = dt.datetime.combine(
         now_local.date(), agg.settings.digest.send_time, tzinfo=agg.settings.event.tz
     )
-    made = {date for date, _ in agg.storage.posts.digests()}
-    return now_local >= send_today and now_local.date() not in made
+    return now_local >= send_today and not agg.digest_made(now_local.date())
 
 
 class Worker:

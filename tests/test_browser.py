@@ -16,7 +16,7 @@ import pytest
 from aggregator.config import settings_from_dict
 from aggregator.core import Aggregator
 from aggregator.loopback import MailSink, Response
-from aggregator.web import create_app, hash_password
+from aggregator.web import create_app
 
 from .conftest import base_settings, free_port, item, rss, serve_feed
 
@@ -97,7 +97,7 @@ def test_contributor_registers_organiser_approves_reader_subscribes(server, brow
         "<body>Bea</body></html>".encode(),
         content_type="text/html",
     )
-    agg.storage.web.add_organiser("org@example.org", hash_password("a long password"), agg.now())
+    agg.add_organiser("org@example.org", "a long password")
 
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     # a contributor registers her blog

@@ -34,7 +34,9 @@ def register(agg, site, path, body=GOOD, **response):
 
 def row(agg, path_or_name):
     return next(
-        r for r in agg.status() if r.url.endswith(path_or_name) or r.contributor == path_or_name
+        r
+        for r in agg.storage.feeds.feed_rows()
+        if r.url.endswith(path_or_name) or r.contributor == path_or_name
     )
 
 

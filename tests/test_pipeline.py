@@ -411,7 +411,7 @@ def test_one_failing_feed_does_not_stop_the_others(make_agg, site):
     summary = agg.update_feeds()
     assert (summary.fetched, summary.failed) == (1, 1)
     assert titles(agg) == ["Fine"]
-    bad = next(row for row in agg.status() if row.contributor == "Bad")
+    bad = next(row for row in agg.storage.feeds.feed_rows() if row.contributor == "Bad")
     assert (bad.last_result, bad.last_error, bad.error_count) == (
         "failed",
         "not a feed (got an HTML page)",
@@ -429,7 +429,7 @@ def processes_from_the_start(monkeypatch) -> None:
 def test_large_polls_parse_in_worker_processes_with_the_same_results(
     make_agg, site, monkeypatch, caplog
 ):
-    import aggregator.core
+    import aggregator.pipeline.poll
     from aggregator.pipeline.parsepool import ParsePool
 
     pools: list[ParsePool] = []
@@ -440,7 +440,7 @@ def test_large_polls_parse_in_worker_processes_with_the_same_results(
         pools.append(pool)
         return pool
 
-    monkeypatch.setattr(aggregator.core, "make_parser", started_pool)
+    monkeypatch.setattr(aggregator.pipeline.poll, "make_parser", started_pool)
     caplog.set_level("INFO", logger="aggregator.pipeline.parsepool")
     agg = make_agg()
     add(agg, site, "A", "/a", rss(item("From A", guid="a", categories=("Co-production Week",))))
@@ -450,7 +450,7 @@ def test_large_polls_parse_in_worker_processes_with_the_same_results(
     summary = agg.update_feeds()
     assert (summary.fetched, summary.failed, summary.new) == (2, 1, 1)
     assert titles(agg) == ["From A"]
-    assert next(r for r in agg.status() if r.contributor == "C").last_error == (
+    assert next(r for r in agg.status() if r.contributor == "C").reason == (
         "not a feed (got an HTML page)"
     )
     assert pools and pools[0].uses_processes

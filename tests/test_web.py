@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from aggregator.loopback import MailSink
-from aggregator.web import create_app, hash_password
+from aggregator.web import create_app
 
 from .conftest import free_port, item, rss, serve_feed, worker_config
 
@@ -63,7 +63,7 @@ def with_posts(agg, site, count=3):
 
 
 def test_home_lists_posts_newest_first_with_pages(agg, web, site, monkeypatch):
-    import aggregator.web as web_module
+    import aggregator.web.public as web_module
 
     monkeypatch.setattr(web_module, "PAGE_SIZE", 2)
     with_posts(agg, site, 3)
@@ -170,7 +170,7 @@ def test_register_a_blog_shows_what_was_found_and_waits(agg, web, site):
     assert page.status_code == 200
     assert "Bea&#39;s blog" in page.text and '<a href="https://b.example/1">Hello</a>' in page.text
     assert "<script>" not in page.text and "alert(1)" not in page.text
-    assert [r.feed_url for r in agg.storage.web.registrations()] == [url]
+    assert [r.feed_url for r in agg.registrations()] == [url]
     assert agg.contributors() == []  # waits for an organiser
     bad = web.post(
         "/register",
@@ -180,7 +180,7 @@ def test_register_a_blog_shows_what_was_found_and_waits(agg, web, site):
 
 
 def login(client, agg, password="correct horse battery"):
-    agg.storage.web.add_organiser("org@example.org", hash_password(password), agg.now())
+    agg.add_organiser("org@example.org", password)
     token = csrf(client, "/admin/login")
     return client.post(
         "/admin/login",
@@ -192,7 +192,7 @@ def login(client, agg, password="correct horse battery"):
 def test_admin_needs_login_and_refuses_bad_passwords(agg, web):
     assert web.get("/admin", follow_redirects=False).headers["location"] == "/admin/login"
     assert web.post("/admin/poll", data={}).status_code == 403
-    agg.storage.web.add_organiser("org@example.org", hash_password("right password!"), agg.now())
+    agg.add_organiser("org@example.org", "right password!")
     token = csrf(web, "/admin/login")
     wrong = web.post(
         "/admin/login", data={"email": "org@example.org", "password": "wrong", "csrf": token}
@@ -220,12 +220,12 @@ def test_organiser_approves_polls_hides_and_manages(agg, web, site, mail, clock)
         "/blog/feed",
         rss(item("Event post", guid="1", link="https://b.example/1", categories=TAG)),
     )
-    agg.storage.web.add_registration("Bea", url, url, "Bea's blog", "bea@example.org", agg.now())
+    agg.storage.registrations.add("Bea", url, url, "Bea's blog", "bea@example.org", agg.now())
     login(web, agg)
     dashboard = web.get("/admin").text
     assert "Bea" in dashboard and "Approve" in dashboard
     token = csrf(web, "/admin")
-    reg_id = agg.storage.web.registrations()[0].id
+    reg_id = agg.registrations()[0].id
     assert web.post("/admin/approve", data={"id": reg_id}).status_code == 403  # no CSRF token
     web.post("/admin/approve", data={"id": reg_id, "csrf": token})
     assert [c.name for c in agg.contributors()] == ["Bea"]
@@ -244,7 +244,7 @@ def test_organiser_approves_polls_hides_and_manages(agg, web, site, mail, clock)
     sent = web.post("/admin/send", data={"csrf": token})
     assert "sent to 1 subscriber" in sent.text and len(mail.messages) == 1
     web.post("/admin/pause", data={"url": url, "csrf": token})
-    assert agg.status()[0].paused
+    assert agg.status()[0].state == "paused"
     web.post("/admin/unsubscribe", data={"email": "sub@example.org", "csrf": token})
     assert agg.storage.subscribers.active() == []
     web.post("/admin/logout", data={"csrf": token})
@@ -264,7 +264,7 @@ def test_digest_archive_page(agg, web, site, mail, clock):
 def test_organisers_are_alerted_once_a_day_about_failing_and_silent_feeds(agg, site, mail, clock):
     from aggregator.loopback import Response
 
-    agg.storage.web.add_organiser("org@example.org", hash_password("x" * 12), agg.now())
+    agg.add_organiser("org@example.org", "x" * 12)
     broken = serve_feed(site, "/broken", rss(item("x", guid="x", categories=TAG)))
     silent = serve_feed(site, "/silent", rss(item("Not for the event", guid="s")))
     agg.add_contributor("Broken blog", broken, feed=broken)

@@ -17,13 +17,14 @@ that concurrency on 2 cores); see benchmarks/poll.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import email.utils
 import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -264,6 +265,15 @@ class FeedClient:
 
 def make_client(concurrency: int, limits: FetchLimits) -> FeedClient:
     return FeedClient(concurrency, limits)
+
+
+@contextlib.asynccontextmanager
+async def open_client(
+    concurrency: int, limits: FetchLimits
+) -> AsyncIterator[tuple[FeedClient, HostGate]]:
+    """A client and the per-host gate that goes with it, for one poll or one discovery."""
+    async with make_client(concurrency, limits) as client:
+        yield client, HostGate(limits.per_host_concurrency, limits.per_host_per_second)
 
 
 async def fetch(

@@ -1,4 +1,5 @@
-"""Storage behind one interface, split by domain: feeds, posts, subscribers.
+"""Storage behind one interface, split by domain: feeds, posts, subscribers, accounts,
+registrations, meta.
 
 Contains no business logic: callers decide, these modules only read and write.
 Datetimes go in and out as aware UTC (see models.UTCDateTime).
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
+from .accounts import AccountStore
 from .db import create_schema, make_engine
 from .feeds import FeedStore
+from .meta import MetaStore
 from .posts import PostStore
+from .registrations import RegistrationStore
 from .subscribers import SubscriberStore
-from .web import WebStore
 
 
 class Storage:
@@ -21,7 +24,9 @@ class Storage:
         self.feeds = FeedStore(engine)
         self.posts = PostStore(engine)
         self.subscribers = SubscriberStore(engine)
-        self.web = WebStore(engine)
+        self.accounts = AccountStore(engine)
+        self.registrations = RegistrationStore(engine)
+        self.meta = MetaStore(engine)
 
     @classmethod
     def open(cls, url: str) -> Storage:
@@ -33,4 +38,12 @@ class Storage:
         self.engine.dispose()
 
 
-__all__ = ["FeedStore", "PostStore", "Storage", "SubscriberStore", "WebStore"]
+__all__ = [
+    "AccountStore",
+    "FeedStore",
+    "MetaStore",
+    "PostStore",
+    "RegistrationStore",
+    "Storage",
+    "SubscriberStore",
+]

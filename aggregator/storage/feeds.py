@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, delete, func, or_, update
 from sqlalchemy.engine import Engine
@@ -11,8 +12,11 @@ from sqlmodel import Session, col, select
 
 from ..errors import DuplicateFeedError, NotFoundError
 from ..records import FeedToFetch
-from ..states import PollOutcome
+from ..states import FeedKind, PollOutcome
 from .models import Contributor, Feed, Post, PostSource
+
+if TYPE_CHECKING:
+    from ..config import ContributorSeed
 
 
 @dataclass(frozen=True)
@@ -21,10 +25,10 @@ class FeedRow:
     contributor: str
     contributor_id: int
     url: str
-    kind: str
+    kind: FeedKind
     title: str
     last_fetched_at: dt.datetime | None
-    last_result: str | None
+    last_result: PollOutcome | None
     last_error: str | None
     problem: str | None
     error_count: int
@@ -36,6 +40,30 @@ class FeedRow:
     last_success_at: dt.datetime | None
     posts: int = 0
 
+    @classmethod
+    def from_model(cls, feed: Feed, contributor: str, posts: int = 0) -> FeedRow:
+        assert feed.id is not None
+        return cls(
+            id=feed.id,
+            contributor=contributor,
+            contributor_id=feed.contributor_id,
+            url=feed.url,
+            kind=FeedKind(feed.kind),
+            title=feed.title,
+            last_fetched_at=feed.last_fetched_at,
+            last_result=PollOutcome(feed.last_result) if feed.last_result else None,
+            last_error=feed.last_error,
+            problem=feed.problem,
+            error_count=feed.error_count,
+            next_due_at=feed.next_due_at,
+            retry_after_until=feed.retry_after_until,
+            gone=feed.gone,
+            paused=feed.paused,
+            created_at=feed.created_at,
+            last_success_at=feed.last_success_at,
+            posts=posts,
+        )
+
 
 @dataclass(frozen=True)
 class ContributorRow:
@@ -45,6 +73,17 @@ class ContributorRow:
     all_posts: bool
     discovery_error: str | None
     feeds: list[FeedRow] = field(default_factory=list)
+
+    @classmethod
+    def from_model(cls, c: Contributor, feeds: list[FeedRow] | None = None) -> ContributorRow:
+        return cls(
+            id=c.id or 0,
+            name=c.name,
+            homepage=c.homepage,
+            all_posts=c.all_posts,
+            discovery_error=c.discovery_error,
+            feeds=feeds or [],
+        )
 
 
 @dataclass(frozen=True)
@@ -100,30 +139,6 @@ _RECORD = {
 }
 
 
-def _row(feed: Feed, contributor: str, posts: int = 0) -> FeedRow:
-    assert feed.id is not None
-    return FeedRow(
-        id=feed.id,
-        contributor=contributor,
-        contributor_id=feed.contributor_id,
-        url=feed.url,
-        kind=feed.kind,
-        title=feed.title,
-        last_fetched_at=feed.last_fetched_at,
-        last_result=feed.last_result,
-        last_error=feed.last_error,
-        problem=feed.problem,
-        error_count=feed.error_count,
-        next_due_at=feed.next_due_at,
-        retry_after_until=feed.retry_after_until,
-        gone=feed.gone,
-        paused=feed.paused,
-        created_at=feed.created_at,
-        last_success_at=feed.last_success_at,
-        posts=posts,
-    )
-
-
 class FeedStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -167,32 +182,48 @@ class FeedStore:
         with Session(self.engine) as session:
             people = session.exec(select(Contributor).order_by(Contributor.name)).all()
             return [
-                ContributorRow(
-                    id=c.id or 0,
-                    name=c.name,
-                    homepage=c.homepage,
-                    all_posts=c.all_posts,
-                    discovery_error=c.discovery_error,
-                    feeds=feeds_by_contributor.get(c.id or 0, []),
-                )
+                ContributorRow.from_model(c, feeds_by_contributor.get(c.id or 0, []))
                 for c in people
             ]
 
-    def contributors_without_feeds(self, *, with_errors: bool = False) -> list[tuple]:
-        """(id, name, homepage[, discovery error]) of contributors that have no feed yet."""
+    def contributors_without_feeds(self) -> list[ContributorRow]:
+        """Contributors that have no feed yet (with why discovery failed, if it did)."""
         with Session(self.engine) as session:
             has_feed = select(Feed.contributor_id)
             rows = session.exec(
-                select(
-                    Contributor.id,
-                    Contributor.name,
-                    Contributor.homepage,
-                    Contributor.discovery_error,
-                ).where(col(Contributor.id).not_in(has_feed))
+                select(Contributor).where(col(Contributor.id).not_in(has_feed))
             ).all()
-            if with_errors:
-                return [(int(i or 0), n, h, e) for i, n, h, e in rows]
-            return [(int(i or 0), n, h) for i, n, h, _e in rows]
+            return [ContributorRow.from_model(c) for c in rows]
+
+    def sync_seeds(self, seeds: list[ContributorSeed], now: dt.datetime) -> None:
+        """Register the config's contributors not registered yet, with their feed when
+        the config gives one. A constant number of queries, however many there are."""
+        with Session(self.engine) as session:
+            known = set(session.exec(select(Contributor.name)).all())
+            missing = [s for s in seeds if s.name not in known]
+            if not missing:
+                return
+            new = [
+                Contributor(name=s.name, homepage=s.url, all_posts=s.all_posts, created_at=now)
+                for s in missing
+            ]
+            session.add_all(new)
+            session.flush()
+            taken = set(session.exec(select(Feed.url)).all())
+            for seed, contributor in zip(missing, new, strict=True):
+                if seed.feed and seed.feed not in taken:
+                    taken.add(seed.feed)
+                    session.add(
+                        Feed(
+                            contributor_id=contributor.id or 0,
+                            url=seed.feed,
+                            kind=FeedKind.MAIN,
+                            title="",
+                            created_at=now,
+                            next_due_at=now,
+                        )
+                    )
+            session.commit()
 
     def remove_contributor(self, name: str) -> int:
         """Remove a contributor with their feeds and posts; returns how many posts went."""
@@ -261,24 +292,21 @@ class FeedStore:
                 .join(Contributor, col(Contributor.id) == Feed.contributor_id)
                 .order_by(Contributor.name, Feed.kind.desc(), Feed.url)  # type: ignore[attr-defined]
             ).all()
-            return [_row(feed, name, counts.get(feed.id or 0, 0)) for feed, name in rows]
+            return [FeedRow.from_model(f, name, counts.get(f.id or 0, 0)) for f, name in rows]
 
     def due(self, now: dt.datetime, *, include_not_due: bool = False) -> list[FeedToFetch]:
         """Feeds to poll: not gone or paused, past any Retry-After, and due (unless told)."""
-        now_db = now
         query = (
             select(Feed, Contributor.all_posts)
             .join(Contributor, col(Contributor.id) == Feed.contributor_id)
             .where(
                 col(Feed.gone).is_(False),
                 col(Feed.paused).is_(False),
-                or_(col(Feed.retry_after_until).is_(None), col(Feed.retry_after_until) <= now_db),
+                or_(col(Feed.retry_after_until).is_(None), col(Feed.retry_after_until) <= now),
             )
         )
         if not include_not_due:
-            query = query.where(
-                or_(col(Feed.next_due_at).is_(None), col(Feed.next_due_at) <= now_db)
-            )
+            query = query.where(or_(col(Feed.next_due_at).is_(None), col(Feed.next_due_at) <= now))
         with Session(self.engine) as session:
             return [
                 FeedToFetch(
@@ -293,9 +321,6 @@ class FeedStore:
                 )
                 for feed, all_posts in session.exec(query.order_by(Feed.id)).all()
             ]
-
-    def record(self, feed_id: int, outcome: FeedOutcome) -> None:
-        self.record_many([(feed_id, outcome)])
 
     def record_many(self, outcomes: list[tuple[int, FeedOutcome]]) -> None:
         """Record what polls learned, in one transaction: one executemany per kind of

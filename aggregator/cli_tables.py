@@ -1,0 +1,75 @@
+"""How the CLI lays out its tables: rich tables on a terminal, plain aligned text when
+piped or when there are thousands of rows. Formatting only; the rows' meaning comes
+from `health.FeedHealth`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .health import FeedHealth
+
+STATUS_COLUMNS = (
+    "Contributor",
+    "Feed",
+    "Last fetch (UTC)",
+    "Result",
+    "Errors",
+    "Next try (UTC)",
+    "Posts",
+)
+#: above this many rows `status` prints plain aligned text: a rich table of thousands of
+#: rows takes seconds to lay out
+RICH_TABLE_MAX_ROWS = 300
+
+
+def when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+def print_table(table: Table) -> None:
+    """Tables wrap to the terminal; piped into a file or another program they stay whole."""
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
+
+
+def status_rows(feeds: list[FeedHealth]) -> list[tuple[str, ...]]:
+    """One row of plain strings per feed (and per contributor still without one)."""
+    rows = []
+    for f in feeds:
+        if not f.has_feed:
+            rows.append((f.contributor, f.url, "—", f.result, "", "next poll", "0"))
+            continue
+        rows.append(
+            (
+                f.contributor,
+                f.url + (" (label)" if f.kind == "label" else ""),
+                when(f.last_fetched_at),
+                f.result,
+                str(f.error_count),
+                when(f.next_try),
+                str(f.posts),
+            )
+        )
+    return rows
+
+
+def plain_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    )
+
+
+def rich_status(rows: list[tuple[str, ...]]) -> Table:
+    table = Table(*STATUS_COLUMNS)
+    for row in rows:
+        cells = [escape(cell) for cell in row]
+        if not row[3].startswith(("ok", "not modified", "paused", "not fetched")):
+            cells[3] = f"[red]{cells[3]}[/red]"
+        table.add_row(*cells)
+    return table

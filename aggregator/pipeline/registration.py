@@ -1,0 +1,108 @@
+"""Registering a blog: find its main feed (and label feeds for the event's tags), check
+they read, and store them for a contributor. One definition for the CLI's and the
+dashboard's `add`, an approved registration, and the config's contributors whose feeds
+are discovered at the next poll.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from ..errors import AggregatorError, DiscoveryError, DuplicateFeedError, FeedError
+from ..records import AddedFeed
+from ..states import FeedKind
+from ..storage import Storage
+from .discover import FoundFeed, discover, find_label_feeds
+from .fetch import FeedClient, FetchLimits, HostGate, fetch, open_client
+from .parse import parse_feed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FoundBlog:
+    """What discovery found for one blog, before anything is stored."""
+
+    main: FoundFeed
+    labels: list[FoundFeed]
+
+
+async def find_main_feed(
+    client: FeedClient, gate: HostGate, limits: FetchLimits, url: str, feed_url: str | None
+) -> FoundFeed:
+    """The feed at `feed_url` when given (it must parse), else the one `url` leads to."""
+    if not feed_url:
+        return await discover(client, url, limits, gate)
+    try:
+        result = await fetch(client, feed_url, limits, gate=gate)
+        parsed = parse_feed(result.content, result.url, result.content_type)
+    except FeedError as e:
+        raise DiscoveryError(f"cannot use the feed {feed_url}: {e.reason}") from None
+    return FoundFeed(result.moved_to or result.url, parsed)
+
+
+async def find_blog(
+    storage: Storage,
+    limits: FetchLimits,
+    tags: list[str],
+    url: str,
+    feed_url: str | None = None,
+    *,
+    with_labels: bool = True,
+) -> FoundBlog:
+    """Discover a blog's feeds; DuplicateFeedError when its main feed is registered."""
+    async with open_client(4, limits) as (client, gate):
+        main = await find_main_feed(client, gate, limits, url, feed_url)
+        if storage.feeds.feed_exists(main.url):
+            raise DuplicateFeedError(f"the feed {main.url} is already registered")
+        labels = []
+        if with_labels:
+            labels = await find_label_feeds(client, main, main.parsed.generator, tags, limits, gate)
+    return FoundBlog(main, labels)
+
+
+async def preview(limits: FetchLimits, url: str) -> FoundFeed:
+    """The main feed a blog's address leads to (the public registration form)."""
+    async with open_client(4, limits) as (client, gate):
+        return await discover(client, url, limits, gate)
+
+
+def store_found(
+    storage: Storage, contributor_id: int, blog: FoundBlog, now: dt.datetime
+) -> list[AddedFeed]:
+    """Store a discovered blog's feeds for a contributor. A main feed taken by someone
+    else is an error; a label feed already registered is skipped."""
+    feeds = storage.feeds
+    added = []
+    for kind, found in [(FeedKind.MAIN, blog.main)] + [(FeedKind.LABEL, f) for f in blog.labels]:
+        try:
+            feeds.add_feed(contributor_id, found.url, kind, found.parsed.title, now)
+        except DuplicateFeedError:
+            if kind is FeedKind.MAIN:
+                raise
+            continue
+        added.append(AddedFeed(found.url, kind, found.parsed.title, len(found.parsed.entries)))
+    feeds.set_discovery_error(contributor_id, None)
+    return added
+
+
+async def discover_pending(
+    storage: Storage,
+    client: FeedClient,
+    gate: HostGate,
+    limits: FetchLimits,
+    tags: list[str],
+    now: dt.datetime,
+) -> None:
+    """Contributors from the config have no feed until discovery succeeds; try each."""
+    for c in storage.feeds.contributors_without_feeds():
+        try:
+            main = await discover(client, c.homepage, limits, gate)
+            labels = await find_label_feeds(client, main, main.parsed.generator, tags, limits, gate)
+            labels = [f for f in labels if not storage.feeds.feed_exists(f.url)]
+            store_found(storage, c.id, FoundBlog(main, labels), now)
+        except AggregatorError as e:
+            log.warning("no feed for %s: %s", c.name, e)
+            storage.feeds.set_discovery_error(c.id, str(e))

@@ -1,0 +1,36 @@
+"""Organiser accounts for the dashboard (the password hash only; `auth` makes it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from .models import Organiser
+
+
+class AccountStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def add_organiser(self, email: str, password_hash: str, now: dt.datetime) -> None:
+        """Create the account, or set a new password hash on an existing one."""
+        with Session(self.engine) as session:
+            existing = session.exec(select(Organiser).where(Organiser.email == email)).first()
+            if existing is not None:
+                existing.password_hash = password_hash
+                session.add(existing)
+            else:
+                session.add(Organiser(email=email, password_hash=password_hash, created_at=now))
+            session.commit()
+
+    def organiser_hash(self, email: str) -> str | None:
+        with Session(self.engine) as session:
+            return session.exec(
+                select(Organiser.password_hash).where(Organiser.email == email)
+            ).first()
+
+    def organiser_emails(self) -> list[str]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(Organiser.email).order_by(Organiser.email)))

@@ -1,0 +1,183 @@
+"""The organisers' dashboard: log in and out, the health page, and its buttons.
+
+Each button posts to `/admin/<action>`; `ACTIONS` maps the action to the
+`Aggregator` call it makes and the note shown after the redirect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from ..core import Aggregator
+from ..errors import AggregatorError
+from .support import (
+    aggregator,
+    checked_form,
+    client,
+    in_thread,
+    limits,
+    message,
+    organiser,
+    redirect,
+    render,
+)
+
+Form = dict[str, str]
+
+
+def _field(data: Form, name: str) -> str:
+    value = data.get(name, "").strip()
+    if not value:
+        raise AggregatorError(f"the form is missing {name!r}")
+    return value
+
+
+def _registration_id(data: Form) -> int:
+    try:
+        return int(_field(data, "id"))
+    except ValueError:
+        raise AggregatorError("the form's registration id is not a number") from None
+
+
+def _add(agg: Aggregator, data: Form) -> str:
+    result = agg.add_contributor(
+        _field(data, "name"),
+        _field(data, "url"),
+        feed=data.get("feed") or None,
+        all_posts=data.get("all_posts") == "on",
+    )
+    return f"Added {result.contributor}: " + ", ".join(f.url for f in result.feeds)
+
+
+def _approve(agg: Aggregator, data: Form) -> str:
+    row = agg.approve_registration(_registration_id(data))
+    return f"Approved {row.name}: {row.feed_url}"
+
+
+def _reject(agg: Aggregator, data: Form) -> str:
+    return f"Rejected {agg.reject_registration(_registration_id(data)).name}."
+
+
+def _pause(agg: Aggregator, data: Form) -> str:
+    agg.set_paused(_field(data, "url"), True)
+    return f"Paused {data['url']}"
+
+
+def _resume(agg: Aggregator, data: Form) -> str:
+    agg.set_paused(_field(data, "url"), False)
+    return f"Resumed {data['url']}"
+
+
+def _remove(agg: Aggregator, data: Form) -> str:
+    removed = agg.remove_contributor(_field(data, "name"))
+    return f"Removed {data['name']} and {removed} post(s)."
+
+
+def _poll(agg: Aggregator, data: Form) -> str:
+    summary = agg.update_feeds(include_not_due=True)
+    agg.publish()
+    return "Polled: " + summary.line()
+
+
+def _send(agg: Aggregator, data: Form) -> str:
+    return agg.send_digest().line()
+
+
+def _unsubscribe(agg: Aggregator, data: Form) -> str:
+    agg.remove_subscriber(_field(data, "email"))
+    return f"Removed {data['email']}."
+
+
+def _hide(agg: Aggregator, data: Form) -> str:
+    agg.hide_post(_field(data, "url"), True)
+    return f"Hidden: {data['url']}"
+
+
+def _show(agg: Aggregator, data: Form) -> str:
+    agg.hide_post(_field(data, "url"), False)
+    return f"Shown again: {data['url']}"
+
+
+#: the dashboard's buttons: action -> what it does, returning the note to show
+ACTIONS: dict[str, Callable[[Aggregator, Form], str]] = {
+    "add": _add,
+    "approve": _approve,
+    "reject": _reject,
+    "pause": _pause,
+    "resume": _resume,
+    "remove": _remove,
+    "poll": _poll,
+    "send": _send,
+    "unsubscribe": _unsubscribe,
+    "hide": _hide,
+    "show": _show,
+}
+
+
+async def login(request: Request) -> Response:
+    if request.method == "GET":
+        return render(request, "login.html")
+    data = await checked_form(request)
+    if not limits(request).login_by_client.allow(client(request)):
+        return message(request, "Too many attempts", "Please wait 15 minutes.", 429)
+    address = await in_thread(
+        aggregator(request).check_login, data.get("email", ""), data.get("password", "")
+    )
+    if address is None:
+        return render(request, "login.html", status=401, error="Wrong email or password.")
+    request.session.clear()
+    request.session["organiser"] = address
+    return redirect("/admin")
+
+
+async def logout(request: Request) -> Response:
+    await checked_form(request)
+    request.session.clear()
+    return redirect("/")
+
+
+def dashboard(request: Request) -> Response:
+    if not organiser(request):
+        return redirect("/admin/login")
+    agg = aggregator(request)
+    subscribers = agg.subscribers()
+    posts, _more = agg.posts_page(1, 30, include_hidden=True)
+    return render(
+        request,
+        "admin.html",
+        feeds=agg.status(),
+        registrations=agg.registrations(),
+        subscribers=subscribers,
+        confirmed=sum(s.active for s in subscribers),
+        unsubscribed=sum(s.unsubscribed_at is not None for s in subscribers),
+        posts=posts,
+    )
+
+
+async def action(request: Request) -> Response:
+    if not organiser(request):
+        return message(request, "Log in first", "This needs an organiser login.", 403)
+    data = await checked_form(request)
+    name = request.path_params["action"]
+    agg = aggregator(request)
+    if name == "preview":
+        return HTMLResponse(await in_thread(agg.preview_digest_html))
+    handler = ACTIONS.get(name)
+    if handler is None:
+        return message(request, "Not found", "There is no such dashboard action.", 404)
+    try:
+        note = await in_thread(handler, agg, data)
+    except AggregatorError as e:
+        return redirect("/admin", f"Could not do that: {e}", request)
+    return redirect("/admin", note, request)
+
+
+routes = [
+    Route("/admin", dashboard),
+    Route("/admin/login", login, methods=["GET", "POST"]),
+    Route("/admin/logout", logout, methods=["POST"]),
+    Route("/admin/{action}", action, methods=["POST"]),
+]

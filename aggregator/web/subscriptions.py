@@ -1,0 +1,87 @@
+"""Subscribing to the digest (double opt-in), confirming, and unsubscribing.
+
+The one-click unsubscribe POST (RFC 8058) needs no CSRF token: its URL holds the
+subscriber's secret token."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..auth import normalise_email
+from ..errors import AggregatorError
+from .support import aggregator, checked_form, client, in_thread, limits, message, render, too_many
+
+
+async def subscribe(request: Request) -> Response:
+    agg = aggregator(request)
+    data = await checked_form(request)
+    address = data.get("email", "").strip()
+    limit = limits(request)
+    if not limit.subscribe_by_client.allow(client(request)) or not (
+        limit.subscribe_by_address.allow(address.lower())
+    ):
+        return too_many(request)
+    try:
+        address = normalise_email(address)
+    except AggregatorError:
+        return message(
+            request, "Check the address", "That does not look like an email address.", 400
+        )
+    site = agg.settings.event.site_url
+    try:
+        await in_thread(agg.request_subscription, address, lambda t: f"{site}confirm/{t}")
+    except AggregatorError:
+        return message(
+            request,
+            "Please try again later",
+            "We could not send the confirmation email just now.",
+            503,
+        )
+    # the same answer whether or not the address was known
+    return message(
+        request,
+        "Check your inbox",
+        f"If {address} is not subscribed yet, a confirmation link is on its way.",
+    )
+
+
+def confirm(request: Request) -> Response:
+    agg = aggregator(request)
+    address = agg.confirm_subscription(request.path_params["token"])
+    if address is None:
+        return message(
+            request, "Link not valid", "This confirmation link is not valid (any more).", 404
+        )
+    return message(
+        request,
+        "Subscribed",
+        f"{address} will get the {agg.settings.event.name} digest every morning.",
+    )
+
+
+async def unsubscribe(request: Request) -> Response:
+    agg = aggregator(request)
+    token = request.path_params["token"]
+    if request.method == "GET":
+        known = await in_thread(agg.subscriber_for_token, token)
+        if known is None:
+            return message(request, "Link not valid", "This link is not valid.", 404)
+        return render(request, "unsubscribe.html", token=token, email=known)
+    # RFC 8058 one-click (List-Unsubscribe=One-Click) or the page's button
+    address = await in_thread(agg.unsubscribe, token)
+    if address is None:
+        return message(request, "Link not valid", "This link is not valid.", 404)
+    return message(
+        request,
+        "Unsubscribed",
+        f"{address} will not get the {agg.settings.event.name} digest any more.",
+    )
+
+
+routes = [
+    Route("/subscribe", subscribe, methods=["POST"]),
+    Route("/confirm/{token}", confirm),
+    Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+]

@@ -1,0 +1,165 @@
+"""What every route module shares: rendering, forms, CSRF, rate limits, redirects,
+conditional file answers, and running blocking aggregator calls off the event loop."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from ..outputs.templating import templates
+
+if TYPE_CHECKING:
+    from ..core import Aggregator
+
+T = TypeVar("T")
+
+
+class CsrfError(Exception):
+    """A form without the session's CSRF token (too old, or sent from elsewhere)."""
+
+
+class RateLimit:
+    """At most `limit` hits per key in a sliding window of `seconds` (in memory)."""
+
+    def __init__(self, limit: int, seconds: float):
+        self.limit, self.seconds = limit, seconds
+        self.hits: dict[str, deque[float]] = defaultdict(deque)
+        self.lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            hits = self.hits[key]
+            while hits and hits[0] <= now - self.seconds:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return False
+            hits.append(now)
+            return True
+
+
+@dataclass
+class Limits:
+    """The web app's rate limits, one set per app."""
+
+    subscribe_by_client: RateLimit = field(default_factory=lambda: RateLimit(5, 3600))
+    subscribe_by_address: RateLimit = field(default_factory=lambda: RateLimit(3, 3600))
+    register_by_client: RateLimit = field(default_factory=lambda: RateLimit(5, 3600))
+    login_by_client: RateLimit = field(default_factory=lambda: RateLimit(10, 900))
+
+
+def aggregator(request: Request) -> Aggregator:
+    return request.app.state.aggregator  # type: ignore[no-any-return]
+
+
+def limits(request: Request) -> Limits:
+    return request.app.state.limits  # type: ignore[no-any-return]
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(24)
+    return str(token)
+
+
+def organiser(request: Request) -> str | None:
+    return request.session.get("organiser")
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    page = (
+        templates()
+        .get_template(f"web/{name}")
+        .render(
+            event=aggregator(request).settings.event,
+            csrf=csrf_token(request),
+            organiser=organiser(request),
+            flash=request.session.pop("flash", None),
+            **context,
+        )
+    )
+    return HTMLResponse(page, status_code=status)
+
+
+def message(request: Request, title: str, text: str, status: int = 200) -> HTMLResponse:
+    return render(request, "message.html", status=status, title=title, text=text)
+
+
+def too_many(request: Request, text: str = "Please wait a while before trying again.") -> Response:
+    return message(request, "Too many requests", text, 429)
+
+
+async def form(request: Request) -> dict[str, str]:
+    data = await request.form()
+    return {k: str(v) for k, v in data.items()}
+
+
+async def checked_form(request: Request) -> dict[str, str]:
+    """The posted form, once its CSRF token matches the session's (else CsrfError)."""
+    data = await form(request)
+    expected = request.session.get("csrf")
+    if not expected or not secrets.compare_digest(expected, data.get("csrf", "")):
+        raise CsrfError
+    return data
+
+
+def client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def redirect(url: str, flash: str | None = None, request: Request | None = None) -> Response:
+    if flash and request is not None:
+        request.session["flash"] = flash
+    return RedirectResponse(url, status_code=303)
+
+
+async def in_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run a blocking aggregator call (which may run its own event loop) off the server's."""
+    return await run_in_threadpool(func, *args)
+
+
+async def csrf_refused(request: Request, exc: Exception) -> Response:
+    return message(
+        request,
+        "Form expired",
+        "The form was too old or came from elsewhere. Go back, reload and try again.",
+        403,
+    )
+
+
+def conditional_file(request: Request, path: Path, media_type: str) -> Response:
+    """Serve an output file with ETag/Last-Modified, answering 304 when unchanged."""
+    stat = path.stat()
+    etag = (
+        '"' + hashlib.sha256(f"{stat.st_mtime_ns}-{stat.st_size}".encode()).hexdigest()[:20] + '"'
+    )
+    modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
+    headers = {"ETag": etag, "Last-Modified": modified, "Cache-Control": "public, max-age=300"}
+    if_none = request.headers.get("if-none-match")
+    since = request.headers.get("if-modified-since")
+    not_modified = False
+    if if_none is not None:
+        not_modified = etag in [t.strip() for t in if_none.split(",")] or if_none.strip() == "*"
+    elif since:
+        try:
+            not_modified = (
+                int(stat.st_mtime) <= email.utils.parsedate_to_datetime(since).timestamp()
+            )
+        except (TypeError, ValueError):
+            not_modified = False
+    if not_modified:
+        return Response(status_code=304, headers=headers)
+    return Response(path.read_bytes(), media_type=media_type, headers=headers)
