@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,9 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from .config import load_settings
 from .errors import AggregatorError
@@ -47,7 +43,6 @@ app.add_typer(organisers_app, name="organisers")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(subscribers_app, name="subscribers")
 
-out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -171,17 +166,9 @@ def contributors_list(
     if not people:
         say("No contributors yet. Add one with: aggregator contributors add NAME URL")
         return
-    from .cli_tables import print_table
+    from .cli_tables import contributors_table, print_table
 
-    table = Table("Contributor", "Homepage", "Feeds", "All posts")
-    for c in people:
-        feeds = "\n".join(
-            f"{f.url}{' (label)' if f.kind is FeedKind.LABEL else ''}" for f in c.feeds
-        )
-        if not feeds:
-            feeds = f"none yet: {c.discovery_error}" if c.discovery_error else "found at next poll"
-        table.add_row(c.name, c.homepage, feeds, "yes" if c.all_posts else "")
-    print_table(table)
+    print_table(contributors_table(people))
 
 
 @contributors_app.command("remove")
@@ -236,24 +223,10 @@ def poll(
     ] = False,
 ) -> None:
     """Fetch due feeds once and store new event posts."""
+    from .cli_tables import poll_with_progress
+
     with aggregator() as agg:
-        if sys.stdout.isatty():
-            with Progress(
-                TextColumn("Polling"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=out,
-                transient=True,
-            ) as progress:
-                task = progress.add_task("poll", total=None)
-                summary = agg.update_feeds(
-                    include_not_due=all_feeds,
-                    on_start=lambda n: progress.update(task, total=n),
-                    on_result=lambda _r: progress.advance(task),
-                )
-        else:
-            summary = agg.update_feeds(include_not_due=all_feeds)
+        summary = poll_with_progress(agg, include_not_due=all_feeds)
     for result in summary.results:
         if result.outcome is PollOutcome.FAILED:
             say(f"failed: {result.url}: {result.error}", err=True)
@@ -278,6 +251,7 @@ def status() -> None:
         RICH_TABLE_MAX_ROWS,
         STATUS_COLUMNS,
         plain_table,
+        print_table,
         rich_status,
         status_rows,
     )
@@ -287,7 +261,7 @@ def status() -> None:
     if not rows:
         say("No feeds yet. Add one with: aggregator contributors add NAME URL")
     elif sys.stdout.isatty() and len(rows) <= RICH_TABLE_MAX_ROWS:
-        out.print(rich_status(rows))
+        print_table(rich_status(rows))
     else:
         say(plain_table(STATUS_COLUMNS, rows))
 
@@ -383,17 +357,9 @@ def subscribers_list() -> None:
     if not rows:
         say("No subscribers yet. Add one with: aggregator subscribers add EMAIL")
         return
-    from .cli_tables import print_table, when
+    from .cli_tables import print_table, subscribers_table
 
-    table = Table("Email", "Since (UTC)", "State")
-    for row in rows:
-        state = (
-            "subscribed"
-            if row.active
-            else ("unsubscribed" if row.unsubscribed_at else "awaiting confirmation")
-        )
-        table.add_row(row.email, when(row.created_at), state)
-    print_table(table)
+    print_table(subscribers_table(rows))
     say(f"{sum(r.active for r in rows)} of {len(rows)} get the digest.")
 
 
@@ -441,32 +407,11 @@ def serve(
     ] = False,
 ) -> None:
     """The web app: posts, subscribe/unsubscribe, register a blog, organiser dashboard."""
-    import uvicorn
-
-    from .web import create_app
-    from .worker import Worker
+    from .worker import serve as serve_app
 
     logging.getLogger("aggregator").setLevel(logging.INFO)
-    # uvicorn stops on SIGTERM/SIGINT and then raises the signal again once it has
-    # finished; with this handler that last signal is harmless, so the worker below is
-    # stopped between jobs and the process exits with status 0
-    signal.signal(signal.SIGTERM, lambda *_: None)
     with aggregator() as agg:
-        worker = Worker(agg) if with_worker else None
-        if worker:
-            worker.start()
-        try:
-            uvicorn.run(
-                create_app(agg),
-                host=host,
-                port=port,
-                proxy_headers=True,
-                forwarded_allow_ips="127.0.0.1",
-                log_level="info",
-            )
-        finally:
-            if worker:
-                worker.stop()
+        serve_app(agg, host, port, with_worker=with_worker)
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""How the CLI lays out its tables: rich tables on a terminal, plain aligned text when
+"""How the CLI shows long work and lays out its tables: a progress bar for a poll on a
+terminal; for tables, rich tables on a terminal, plain aligned text when
 piped or when there are thousands of rows. Formatting only; the rows' meaning comes
 from `health.FeedHealth`."""
 
@@ -6,12 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .health import FeedHealth
+
+if TYPE_CHECKING:
+    from .core import Aggregator
+    from .records import PollSummary
+    from .storage.feeds import ContributorRow
+    from .storage.subscribers import SubscriberRow
 
 STATUS_COLUMNS = (
     "Contributor",
@@ -72,4 +80,41 @@ def rich_status(rows: list[tuple[str, ...]]) -> Table:
         if not row[3].startswith(("ok", "not modified", "paused", "not fetched")):
             cells[3] = f"[red]{cells[3]}[/red]"
         table.add_row(*cells)
+    return table
+
+
+def poll_with_progress(agg: Aggregator, *, include_not_due: bool) -> PollSummary:
+    """A poll with a progress bar on a terminal, silent when piped (cron, logs)."""
+    if not sys.stdout.isatty():
+        return agg.update_feeds(include_not_due=include_not_due)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("Polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(), transient=True) as progress:
+        task = progress.add_task("poll", total=None)
+        return agg.update_feeds(
+            include_not_due=include_not_due,
+            on_start=lambda n: progress.update(task, total=n),
+            on_result=lambda _r: progress.advance(task),
+        )
+
+
+def contributors_table(people: list[ContributorRow]) -> Table:
+    table = Table("Contributor", "Homepage", "Feeds", "All posts")
+    for c in people:
+        feeds = "\n".join(f"{f.url}{' (label)' if f.kind == 'label' else ''}" for f in c.feeds)
+        if not feeds:
+            feeds = f"none yet: {c.discovery_error}" if c.discovery_error else "found at next poll"
+        table.add_row(c.name, c.homepage, feeds, "yes" if c.all_posts else "")
+    return table
+
+
+def subscribers_table(rows: list[SubscriberRow]) -> Table:
+    table = Table("Email", "Since (UTC)", "State")
+    for row in rows:
+        if row.active:
+            state = "subscribed"
+        else:
+            state = "unsubscribed" if row.unsubscribed_at else "awaiting confirmation"
+        table.add_row(row.email, when(row.created_at), state)
     return table

@@ -1,6 +1,6 @@
 """Load and validate `config/event.toml`.
 
-The file's sections mirror the product contract (DESIGN.md). Every problem is
+The file's sections mirror the commands and the README's settings table. Every problem is
 reported as one line naming the file, the key and the reason. Secrets (the SMTP
 password) come from the environment, never from the file.
 """

@@ -49,8 +49,6 @@ class FetchResult:
     moved_to: str | None = None
     #: seconds the server says the response stays fresh (Cache-Control/Expires)
     fresh_for: float | None = None
-    #: response headers that matter to parsing (content-type charset, location)
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

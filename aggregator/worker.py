@@ -111,3 +111,30 @@ def run(agg: Aggregator) -> None:
         pass
     worker.stop()
     log.info("worker stopped")
+
+
+def serve(agg: Aggregator, host: str, port: int, *, with_worker: bool) -> None:
+    """`aggregator serve`: the web app under uvicorn, with the worker's jobs beside it."""
+    import uvicorn
+
+    from .web import create_app
+
+    # uvicorn stops on SIGTERM/SIGINT and then raises the signal again once it has
+    # finished; with this handler that last signal is harmless, so the worker below is
+    # stopped between jobs and the process exits with status 0
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    worker = Worker(agg) if with_worker else None
+    if worker:
+        worker.start()
+    try:
+        uvicorn.run(
+            create_app(agg),
+            host=host,
+            port=port,
+            proxy_headers=True,
+            forwarded_allow_ips="127.0.0.1",
+            log_level="info",
+        )
+    finally:
+        if worker:
+            worker.stop()

@@ -109,11 +109,35 @@ def test_errors_are_one_line_without_traceback(tmp_path, site, database_url):
     assert "event.name: Input should be a valid string" in result.output
 
 
-def test_every_command_has_help():
-    names = ["init", "poll", "publish", "status", "demo", "contributors", "posts", "feeds"]
-    for name in names:
-        result = runner.invoke(app, [name, "--help"])
-        assert result.exit_code == 0 and "Usage" in result.output, name
+def _command_paths(group, prefix=()):
+    """Every command and subcommand of the CLI, as argument lists."""
+    import typer.main
+
+    click_group = typer.main.get_command(app) if group is None else group
+    for name, command in click_group.commands.items():
+        yield (*prefix, name)
+        if hasattr(command, "commands"):
+            yield from _command_paths(command, (*prefix, name))
+
+
+def test_every_command_and_subcommand_has_help():
+    paths = list(_command_paths(None))
+    # the walk must see the subcommands, or this test would check little
+    assert ("contributors", "add") in paths and ("organisers", "add") in paths
+    assert len(paths) >= 25
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output, path
+        summary = result.output.split("Usage", 1)[1]
+        assert len(summary.strip().splitlines()) >= 2, f"{path} has no help text"
+
+
+def test_python_dash_m_aggregator_runs_the_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "aggregator", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Collect the posts contributors write" in result.stdout
 
 
 def test_demo_runs_offline_and_publishes_a_valid_feed(tmp_path):

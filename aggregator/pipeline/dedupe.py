@@ -1,6 +1,6 @@
 """Identities of posts: canonical links, text fingerprints, per-feed entry keys.
 
-Pure functions (DESIGN.md, "One post, once"). The storage layer uses these
+Pure functions (the README's "One post, once"). The storage layer uses these
 keys to decide whether an entry is a post it already holds.
 """
 

@@ -376,7 +376,6 @@ async def _one_request(
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
                 fresh_for=_fresh_for(response.headers),
-                headers={"content-type": content_type},
             )
     except FeedError:
         raise

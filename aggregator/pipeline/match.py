@@ -1,5 +1,5 @@
-"""Is this entry an event post? Pure decisions over plain data (DESIGN.md,
-"What counts as an event post")."""
+"""Is this entry an event post? Pure decisions over plain data (the README's "What
+counts as an event post": a tag, a hashtag or a keyword, inside the collection dates)."""
 
 from __future__ import annotations
 

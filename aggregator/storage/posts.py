@@ -1,6 +1,6 @@
 """Event posts and the (feed, entry) sources that map to them.
 
-`store_many` applies DESIGN.md's "One post, once" to a batch of feeds in one
+`store_many` applies the README's "One post, once" to a batch of feeds in one
 transaction, feed after feed: a known (feed, entry key) is the same post (updated
 in place when its content hash changes, if it is the first-seen copy); a new key
 whose link or text matches a stored post (or one new earlier in the batch)

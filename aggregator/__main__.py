@@ -1,0 +1,6 @@
+"""`python -m aggregator` runs the `aggregator` command."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()
