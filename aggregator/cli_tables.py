@@ -9,13 +9,11 @@ import datetime as dt
 import sys
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from .health import FeedHealth
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from .core import Aggregator
     from .records import PollSummary
     from .storage.feeds import ContributorRow
@@ -41,12 +39,14 @@ def when(value: dt.datetime | None) -> str:
 
 def print_table(table: Table) -> None:
     """Tables wrap to the terminal; piped into a file or another program they stay whole."""
+    from rich.console import Console
+
     Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
 def status_rows(feeds: list[FeedHealth]) -> list[tuple[str, ...]]:
     """One row of plain strings per feed (and per contributor still without one)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for f in feeds:
         if not f.has_feed:
             rows.append((f.contributor, f.url, "—", f.result, "", "next poll", "0"))
@@ -74,6 +74,9 @@ def plain_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def rich_status(rows: list[tuple[str, ...]]) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(*STATUS_COLUMNS)
     for row in rows:
         cells = [escape(cell) for cell in row]
@@ -87,6 +90,7 @@ def poll_with_progress(agg: Aggregator, *, include_not_due: bool) -> PollSummary
     """A poll with a progress bar on a terminal, silent when piped (cron, logs)."""
     if not sys.stdout.isatty():
         return agg.update_feeds(include_not_due=include_not_due)
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("Polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -100,6 +104,8 @@ def poll_with_progress(agg: Aggregator, *, include_not_due: bool) -> PollSummary
 
 
 def contributors_table(people: list[ContributorRow]) -> Table:
+    from rich.table import Table
+
     table = Table("Contributor", "Homepage", "Feeds", "All posts")
     for c in people:
         feeds = "\n".join(f"{f.url}{' (label)' if f.kind == 'label' else ''}" for f in c.feeds)
@@ -110,6 +116,8 @@ def contributors_table(people: list[ContributorRow]) -> Table:
 
 
 def subscribers_table(rows: list[SubscriberRow]) -> Table:
+    from rich.table import Table
+
     table = Table("Email", "Since (UTC)", "State")
     for row in rows:
         if row.active:

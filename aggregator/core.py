@@ -168,6 +168,10 @@ class Aggregator:
         on_result: Callable[[FeedUpdateResult], None] | None = None,
     ) -> PollSummary:
         """One polling cycle over due feeds (all feeds with include_not_due)."""
+        if not self._anything_to_poll(include_not_due):
+            if on_start:
+                on_start(0)
+            return PollSummary()  # without loading the HTTP client and the parsers
         from .pipeline.poll import run_poll
 
         return asyncio.run(
@@ -183,6 +187,13 @@ class Aggregator:
             )
         )
 
+    def _anything_to_poll(self, include_not_due: bool) -> bool:
+        feeds = self.storage.feeds
+        return bool(
+            feeds.contributors_without_feeds()
+            or feeds.due(self.now(), include_not_due=include_not_due)
+        )
+
     def publish(self) -> list[Path]:
         """Write feed.atom, index.html and contributors.opml."""
         from .outputs.publish import write_outputs
@@ -194,7 +205,7 @@ class Aggregator:
 
     def status(self) -> list[health.FeedHealth]:
         """Every feed's health, then contributors whose feed is not found yet."""
-        rows = [health.of_feed(row) for row in self.storage.feeds.feed_rows(with_posts=True)]
+        rows = [health.of_feed(row) for row in self.storage.feeds.feed_rows()]
         return rows + [
             health.of_contributor_without_feed(c)
             for c in self.storage.feeds.contributors_without_feeds()
@@ -202,7 +213,7 @@ class Aggregator:
 
     def health_problems(self) -> list[str]:
         """Feeds failing for a day or more, and contributors with nothing for the event yet."""
-        rows = self.storage.feeds.feed_rows(with_posts=True)
+        rows = self.storage.feeds.feed_rows()
         return health.problems(rows, self.now(), self.settings.event.name)
 
     def set_paused(self, url: str, paused: bool) -> None:

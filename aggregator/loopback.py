@@ -74,6 +74,8 @@ class LoopbackSite:
     @property
     def base(self) -> str:
         host, port = self.server.server_address[:2]
+        # an AF_INET/AF_INET6 socket's address holds a str host (the stubs also allow bytes)
+        assert isinstance(host, str)
         return f"http://{host}:{port}"
 
     def url(self, path: str) -> str:

@@ -330,3 +330,41 @@ def test_serve_with_worker_polls_and_serves_then_stops_on_sigterm(tmp_path, site
     assert "Served by the worker" in page, output
     assert proc.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_an_approval_that_cannot_add_the_blog_leaves_it_waiting(agg, web, site):
+    # the feed stopped answering between registration and approval
+    url = site.url("/gone/feed")
+    agg.storage.registrations.add("Cy", url, url, "Cy's blog", "cy@example.org", agg.now())
+    login(web, agg)
+    token = csrf(web, "/admin")
+    answer = web.post("/admin/approve", data={"id": agg.registrations()[0].id, "csrf": token})
+    assert answer.status_code == 200 and "Could not do that" in answer.text
+    assert [r.name for r in agg.registrations()] == ["Cy"]  # still waiting, not lost
+    assert agg.contributors() == []
+
+
+def test_dashboard_actions_with_a_missing_field_say_so(agg, web):
+    login(web, agg)
+    token = csrf(web, "/admin")
+    for action in ("approve", "pause", "remove", "hide", "unsubscribe", "add"):
+        answer = web.post(f"/admin/{action}", data={"csrf": token})
+        assert answer.status_code == 200, action
+        assert "Could not do that: the form is missing" in answer.text, action
+    assert web.post("/admin/approve", data={"id": "x", "csrf": token}).status_code == 200
+    assert web.post("/admin/nonsense", data={"csrf": token}).status_code == 404
+
+
+def test_dashboard_next_try_honours_retry_after_like_status(agg, web, site, clock):
+    from aggregator.loopback import Response
+
+    url = serve_feed(site, "/busy/feed", rss(item("Event post", guid="1", categories=TAG)))
+    agg.add_contributor("Busy", url, feed=url)
+    site.routes["/busy/feed"] = Response(
+        b"slow down", status=429, content_type="text/plain", headers={"Retry-After": "86400"}
+    )
+    agg.update_feeds()
+    expected = (clock.now + dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
+    login(web, agg)
+    assert expected in web.get("/admin").text
+    assert agg.status()[0].next_try.strftime("%Y-%m-%d %H:%M") == expected

@@ -50,8 +50,9 @@ def _author(obj: dict[str, Any]) -> str:
     # feedparser writes an author with an address as "Name (address)"
     detail = obj.get("author_detail") or {}
     name = one_line(obj.get("author") or "")
-    if name and detail.get("email") and detail.get("email") not in name:
-        return f"{name} ({detail['email']})"
+    email = detail.get("email")
+    if name and email and email not in name:
+        return f"{name} ({email})"
     return name
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import logging
 import random
@@ -124,7 +125,8 @@ def next_due_after_failure(
     retry_after: float | None,
 ) -> dt.datetime:
     """Exponential backoff per feed (interval, 2×, 4×… capped), never before Retry-After."""
-    backoff = min(interval * (2 ** min(errors_so_far, 20)), max_backoff)
+    # int ** int is typed Any (a negative exponent gives a float)
+    backoff: dt.timedelta = min(interval * (2 ** min(errors_so_far, 20)), max_backoff)
     due = now + backoff
     if retry_after is not None:
         due = max(due, now + dt.timedelta(seconds=retry_after))
@@ -146,7 +148,7 @@ async def poll_feed(target: FeedToFetch, ctx: PollContext) -> FeedUpdateResult:
     """Fetch one feed on the event loop, parse it where ctx.parser says, then record and
     store it on the processor thread (in a batch with other feeds)."""
     try:
-        result: FetchResult | FeedError = await fetch(
+        result = await fetch(
             ctx.client,
             target.url,
             ctx.limits,
@@ -177,7 +179,7 @@ class Batcher:
         self._drain_task: asyncio.Task[None] | None = None
 
     async def process(self, fetched: Fetched, ctx: PollContext) -> FeedUpdateResult:
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[FeedUpdateResult] = asyncio.get_running_loop().create_future()
         self._pending.append((fetched, future))
         if self._drain_task is None:
             self._drain_task = asyncio.create_task(self._drain(ctx))
@@ -190,7 +192,7 @@ class Batcher:
                 del self._pending[: self.MAX_BATCH]
                 items = [fetched for fetched, _ in batch]
                 try:
-                    results = await ctx.run(lambda items=items: process_batch(items, ctx))
+                    results = await ctx.run(functools.partial(process_batch, items, ctx))
                 except Exception as e:
                     for _, future in batch:
                         if not future.done():
@@ -240,7 +242,7 @@ def store_posts(
     for row in rows:
         try:
             results.append(
-                with_db_retry(lambda row=row: ctx.storage.posts.store_many([row], ctx.now))[0]
+                with_db_retry(functools.partial(ctx.storage.posts.store_many, [row], ctx.now))[0]
             )
         except FeedError as e:
             results.append(e)

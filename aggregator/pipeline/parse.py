@@ -175,7 +175,9 @@ def parse_json_feed(content: bytes, url: str) -> ParsedFeed:
         content_html = _json_str(item.get("content_html"))
         if not content_html and item.get("content_text"):
             content_html = html.escape(_json_str(item["content_text"])).replace("\n", "<br>")
-        tags = item.get("tags") if isinstance(item.get("tags"), list) else []
+        tags = item.get("tags")
+        if not isinstance(tags, list):
+            tags = []
         item_id = item.get("id")
         entries.append(
             EntryData(

@@ -111,8 +111,11 @@ class ParsePool(Executor):
         # a worker that died (killed for memory, a crash in a C library) breaks the whole
         # pool: the feeds waiting in it fail for this poll (see PollContext.prepare), and
         # the rest of the poll parses here
-        if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
-            self._give_up(future.exception(), "a worker process died")
+        if future.cancelled():
+            return
+        error = future.exception()
+        if isinstance(error, BrokenProcessPool):
+            self._give_up(error, "a worker process died")
 
     def _start(self) -> None:
         workers = os.cpu_count() or 2

@@ -2,31 +2,63 @@
 registrations, meta.
 
 Contains no business logic: callers decide, these modules only read and write.
-Datetimes go in and out as aware UTC (see models.UTCDateTime).
+Datetimes go in and out as aware UTC (see types.UTCDateTime). Each domain's store is
+made (and its module imported) when first used, so a command pays only for the
+tables it touches.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 from sqlalchemy.engine import Engine
 
-from .accounts import AccountStore
 from .db import create_schema, make_engine
 from .feeds import FeedStore
-from .meta import MetaStore
-from .posts import PostStore
-from .registrations import RegistrationStore
-from .subscribers import SubscriberStore
+
+if TYPE_CHECKING:
+    from .accounts import AccountStore
+    from .meta import MetaStore
+    from .posts import PostStore
+    from .registrations import RegistrationStore
+    from .subscribers import SubscriberStore
 
 
 class Storage:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.feeds = FeedStore(engine)
-        self.posts = PostStore(engine)
-        self.subscribers = SubscriberStore(engine)
-        self.accounts = AccountStore(engine)
-        self.registrations = RegistrationStore(engine)
-        self.meta = MetaStore(engine)
+
+    @functools.cached_property
+    def posts(self) -> PostStore:
+        from .posts import PostStore
+
+        return PostStore(self.engine)
+
+    @functools.cached_property
+    def subscribers(self) -> SubscriberStore:
+        from .subscribers import SubscriberStore
+
+        return SubscriberStore(self.engine)
+
+    @functools.cached_property
+    def accounts(self) -> AccountStore:
+        from .accounts import AccountStore
+
+        return AccountStore(self.engine)
+
+    @functools.cached_property
+    def registrations(self) -> RegistrationStore:
+        from .registrations import RegistrationStore
+
+        return RegistrationStore(self.engine)
+
+    @functools.cached_property
+    def meta(self) -> MetaStore:
+        from .meta import MetaStore
+
+        return MetaStore(self.engine)
 
     @classmethod
     def open(cls, url: str) -> Storage:
@@ -38,12 +70,4 @@ class Storage:
         self.engine.dispose()
 
 
-__all__ = [
-    "AccountStore",
-    "FeedStore",
-    "MetaStore",
-    "PostStore",
-    "RegistrationStore",
-    "Storage",
-    "SubscriberStore",
-]
+__all__ = ["FeedStore", "Storage"]

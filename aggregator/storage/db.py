@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from ..errors import ConfigError
-from . import models
+from .types import SCHEMA_VERSION
 
 #: version -> step that brings a database from version-1 to version
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
@@ -44,7 +44,7 @@ def make_engine(url: str) -> Engine:
         ) from None
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -53,24 +53,49 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _stored_version(engine: Engine) -> int | None:
+    """The schema version the database records; None when it has no schema yet."""
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(
+                text("SELECT value FROM meta WHERE key = 'schema_version'")
+            ).scalar()
+    except (OperationalError, ProgrammingError):
+        return None  # no meta table (a new database), or one we cannot read yet
+    return int(value) if value is not None else None
+
+
 def create_schema(engine: Engine) -> None:
-    """Create missing tables and apply pending migrations (idempotent)."""
+    """Create missing tables and apply pending migrations (idempotent).
+
+    A database already at this version costs one query: the table classes (SQLModel,
+    slow to import) are loaded only when something is to be created or migrated."""
+    if _stored_version(engine) == SCHEMA_VERSION:
+        return
+    from sqlmodel import Session, SQLModel, select
+
+    from . import models
+
     try:
         SQLModel.metadata.create_all(engine)
     except OperationalError as e:
         raise ConfigError(f"database: cannot open ({e.orig})") from None
     with Session(engine) as session:
         row = session.exec(select(models.Meta).where(models.Meta.key == "schema_version")).first()
-        current = int(row.value) if row else models.SCHEMA_VERSION
-        for version in range(current + 1, models.SCHEMA_VERSION + 1):
+        current = int(row.value) if row else SCHEMA_VERSION
+        for version in range(current + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[version](session.connection())
         if row is None:
-            row = models.Meta(key="schema_version", value=str(models.SCHEMA_VERSION))
-        row.value = str(models.SCHEMA_VERSION)
+            row = models.Meta(key="schema_version", value=str(SCHEMA_VERSION))
+        row.value = str(SCHEMA_VERSION)
         session.add(row)
         session.commit()
 
 
 def drop_schema(engine: Engine) -> None:
     """Remove every table (used by tests on a shared PostgreSQL database)."""
+    from sqlmodel import SQLModel
+
+    from . import models  # noqa: F401  (registers the tables on the metadata)
+
     SQLModel.metadata.drop_all(engine)

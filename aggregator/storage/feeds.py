@@ -1,4 +1,9 @@
-"""Contributors and their feeds: registry, polling state, health."""
+"""Contributors and their feeds: registry, polling state, health.
+
+The reads every command makes at start (the config's contributors, feed health, what
+is due) are SQLAlchemy Core text queries with typed columns, so `status`, or a `poll`
+with nothing due, never imports SQLModel; the writes live in `feed_writes`, on the
+table classes, and are loaded when first used."""
 
 from __future__ import annotations
 
@@ -6,14 +11,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, func, or_, update
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Engine, RowMapping
 
-from ..errors import DuplicateFeedError, NotFoundError
 from ..records import FeedToFetch
 from ..states import FeedKind, PollOutcome
-from .models import Contributor, Feed, Post, PostSource
+from .types import UTCDateTime
 
 if TYPE_CHECKING:
     from ..config import ContributorSeed
@@ -41,27 +44,26 @@ class FeedRow:
     posts: int = 0
 
     @classmethod
-    def from_model(cls, feed: Feed, contributor: str, posts: int = 0) -> FeedRow:
-        assert feed.id is not None
+    def from_row(cls, r: RowMapping) -> FeedRow:
         return cls(
-            id=feed.id,
-            contributor=contributor,
-            contributor_id=feed.contributor_id,
-            url=feed.url,
-            kind=FeedKind(feed.kind),
-            title=feed.title,
-            last_fetched_at=feed.last_fetched_at,
-            last_result=PollOutcome(feed.last_result) if feed.last_result else None,
-            last_error=feed.last_error,
-            problem=feed.problem,
-            error_count=feed.error_count,
-            next_due_at=feed.next_due_at,
-            retry_after_until=feed.retry_after_until,
-            gone=feed.gone,
-            paused=feed.paused,
-            created_at=feed.created_at,
-            last_success_at=feed.last_success_at,
-            posts=posts,
+            id=r["id"],
+            contributor=r["contributor"],
+            contributor_id=r["contributor_id"],
+            url=r["url"],
+            kind=FeedKind(r["kind"]),
+            title=r["title"],
+            last_fetched_at=r["last_fetched_at"],
+            last_result=PollOutcome(r["last_result"]) if r["last_result"] else None,
+            last_error=r["last_error"],
+            problem=r["problem"],
+            error_count=r["error_count"],
+            next_due_at=r["next_due_at"],
+            retry_after_until=r["retry_after_until"],
+            gone=bool(r["gone"]),
+            paused=bool(r["paused"]),
+            created_at=r["created_at"],
+            last_success_at=r["last_success_at"],
+            posts=r["posts"],
         )
 
 
@@ -75,13 +77,13 @@ class ContributorRow:
     feeds: list[FeedRow] = field(default_factory=list)
 
     @classmethod
-    def from_model(cls, c: Contributor, feeds: list[FeedRow] | None = None) -> ContributorRow:
+    def from_row(cls, r: RowMapping, feeds: list[FeedRow] | None = None) -> ContributorRow:
         return cls(
-            id=c.id or 0,
-            name=c.name,
-            homepage=c.homepage,
-            all_posts=c.all_posts,
-            discovery_error=c.discovery_error,
+            id=r["id"],
+            name=r["name"],
+            homepage=r["homepage"],
+            all_posts=bool(r["all_posts"]),
+            discovery_error=r["discovery_error"],
             feeds=feeds or [],
         )
 
@@ -104,268 +106,171 @@ class FeedOutcome:
     gone: bool = False
 
 
-_FEEDS = Feed.__table__
-_POLLED = {
-    "last_fetched_at": bindparam("b_now"),
-    "next_due_at": bindparam("b_due"),
-    "retry_after_until": bindparam("b_retry"),
+_TIMES = {
+    name: UTCDateTime()
+    for name in (
+        "last_fetched_at",
+        "last_success_at",
+        "next_due_at",
+        "retry_after_until",
+        "created_at",
+    )
 }
-_SUCCEEDED = {
-    **_POLLED,
-    "error_count": 0,
-    "last_error": None,
-    "last_success_at": bindparam("b_now"),
-    "etag": bindparam("b_etag"),
-    "last_modified": bindparam("b_last_modified"),
-}
-_BY_ID = update(_FEEDS).where(_FEEDS.c.id == bindparam("b_id"))
-#: how each kind of poll outcome updates its feed's row (FeedStore.record_many)
-_RECORD = {
-    PollOutcome.FAILED: _BY_ID.values(
-        **_POLLED,
-        last_result=PollOutcome.FAILED,
-        error_count=_FEEDS.c.error_count + 1,
-        last_error=bindparam("b_error"),
-        gone=or_(_FEEDS.c.gone, bindparam("b_gone")),
-    ),
-    PollOutcome.NOT_MODIFIED: _BY_ID.values(**_SUCCEEDED, last_result=PollOutcome.NOT_MODIFIED),
-    PollOutcome.OK: _BY_ID.values(
-        **_SUCCEEDED,
-        last_result=PollOutcome.OK,
-        problem=bindparam("b_problem"),
-        body_hash=func.coalesce(bindparam("b_body_hash"), _FEEDS.c.body_hash),
-        title=func.coalesce(bindparam("b_title"), _FEEDS.c.title),
-    ),
-}
+_FEED_ROWS = text(
+    """
+    SELECT f.id, c.name AS contributor, f.contributor_id, f.url, f.kind, f.title,
+           f.last_fetched_at, f.last_result, f.last_error, f.problem, f.error_count,
+           f.next_due_at, f.retry_after_until, f.gone, f.paused, f.created_at,
+           f.last_success_at,
+           (SELECT count(*) FROM postsource s WHERE s.feed_id = f.id) AS posts
+    FROM feed f JOIN contributor c ON c.id = f.contributor_id
+    ORDER BY c.name, f.kind DESC, f.url
+    """
+).columns(**_TIMES)
+_CONTRIBUTORS = "SELECT id, name, homepage, all_posts, discovery_error FROM contributor"
+_WITHOUT_FEEDS = text(
+    _CONTRIBUTORS + " WHERE id NOT IN (SELECT contributor_id FROM feed) ORDER BY id"
+)
+_DUE = """
+    SELECT f.id, f.url, f.etag, f.last_modified, f.contributor_id, c.all_posts,
+           f.body_hash, f.error_count
+    FROM feed f JOIN contributor c ON c.id = f.contributor_id
+    WHERE f.gone = :no AND f.paused = :no
+      AND (f.retry_after_until IS NULL OR f.retry_after_until <= :now)
+"""
+_NOW = bindparam("now", type_=UTCDateTime())
+_DUE_ANY = text(_DUE + " ORDER BY f.id").bindparams(_NOW)
+_DUE_NOW = text(
+    _DUE + " AND (f.next_due_at IS NULL OR f.next_due_at <= :now) ORDER BY f.id"
+).bindparams(_NOW)
+_INSERT_CONTRIBUTOR = text(
+    "INSERT INTO contributor (name, homepage, all_posts, created_at)"
+    " VALUES (:name, :homepage, :all_posts, :now)"
+).bindparams(_NOW)
+_INSERT_FEED = text(
+    "INSERT INTO feed (contributor_id, url, kind, title, error_count, gone, paused,"
+    " created_at, next_due_at)"
+    " VALUES (:contributor_id, :url, :kind, '', 0, :no, :no, :now, :now)"
+).bindparams(_NOW)
 
 
 class FeedStore:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    # ---- contributors ----
+    # ---- reads on the start-up path (Core) ----
 
-    def add_contributor(self, name: str, homepage: str, all_posts: bool, now: dt.datetime) -> int:
-        with Session(self.engine) as session:
-            existing = session.exec(select(Contributor).where(Contributor.name == name)).first()
-            if existing is not None:
-                existing.homepage = homepage or existing.homepage
-                existing.all_posts = all_posts
-                session.add(existing)
-                session.commit()
-                assert existing.id is not None
-                return existing.id
-            contributor = Contributor(
-                name=name, homepage=homepage, all_posts=all_posts, created_at=now
-            )
-            session.add(contributor)
-            session.commit()
-            assert contributor.id is not None
-            return contributor.id
-
-    def contributor_id(self, name: str) -> int | None:
-        with Session(self.engine) as session:
-            return session.exec(select(Contributor.id).where(Contributor.name == name)).first()
-
-    def set_discovery_error(self, contributor_id: int, error: str | None) -> None:
-        with Session(self.engine) as session:
-            contributor = session.get(Contributor, contributor_id)
-            if contributor is not None:
-                contributor.discovery_error = error
-                session.add(contributor)
-                session.commit()
+    def feed_rows(self) -> list[FeedRow]:
+        """Every feed with its contributor and how many posts came through it."""
+        with self.engine.connect() as conn:
+            return [FeedRow.from_row(r) for r in conn.execute(_FEED_ROWS).mappings()]
 
     def contributors(self) -> list[ContributorRow]:
         feeds_by_contributor: dict[int, list[FeedRow]] = {}
         for row in self.feed_rows():
             feeds_by_contributor.setdefault(row.contributor_id, []).append(row)
-        with Session(self.engine) as session:
-            people = session.exec(select(Contributor).order_by(Contributor.name)).all()
+        with self.engine.connect() as conn:
+            people = conn.execute(text(_CONTRIBUTORS + " ORDER BY name")).mappings()
             return [
-                ContributorRow.from_model(c, feeds_by_contributor.get(c.id or 0, []))
-                for c in people
+                ContributorRow.from_row(c, feeds_by_contributor.get(c["id"], [])) for c in people
             ]
 
     def contributors_without_feeds(self) -> list[ContributorRow]:
         """Contributors that have no feed yet (with why discovery failed, if it did)."""
-        with Session(self.engine) as session:
-            has_feed = select(Feed.contributor_id)
-            rows = session.exec(
-                select(Contributor).where(col(Contributor.id).not_in(has_feed))
-            ).all()
-            return [ContributorRow.from_model(c) for c in rows]
+        with self.engine.connect() as conn:
+            return [ContributorRow.from_row(r) for r in conn.execute(_WITHOUT_FEEDS).mappings()]
 
     def sync_seeds(self, seeds: list[ContributorSeed], now: dt.datetime) -> None:
         """Register the config's contributors not registered yet, with their feed when
         the config gives one. A constant number of queries, however many there are."""
-        with Session(self.engine) as session:
-            known = set(session.exec(select(Contributor.name)).all())
+        with self.engine.begin() as conn:
+            known = set(conn.execute(text("SELECT name FROM contributor")).scalars())
             missing = [s for s in seeds if s.name not in known]
             if not missing:
                 return
-            new = [
-                Contributor(name=s.name, homepage=s.url, all_posts=s.all_posts, created_at=now)
-                for s in missing
-            ]
-            session.add_all(new)
-            session.flush()
-            taken = set(session.exec(select(Feed.url)).all())
-            for seed, contributor in zip(missing, new, strict=True):
-                if seed.feed and seed.feed not in taken:
+            conn.execute(
+                _INSERT_CONTRIBUTOR,
+                [
+                    {"name": s.name, "homepage": s.url, "all_posts": s.all_posts, "now": now}
+                    for s in missing
+                ],
+            )
+            with_feed = [s for s in missing if s.feed]
+            if not with_feed:
+                return
+            ids = {n: i for n, i in conn.execute(text("SELECT name, id FROM contributor"))}
+            taken = set(conn.execute(text("SELECT url FROM feed")).scalars())
+            rows = []
+            for seed in with_feed:
+                if seed.feed not in taken:
                     taken.add(seed.feed)
-                    session.add(
-                        Feed(
-                            contributor_id=contributor.id or 0,
-                            url=seed.feed,
-                            kind=FeedKind.MAIN,
-                            title="",
-                            created_at=now,
-                            next_due_at=now,
-                        )
-                    )
-            session.commit()
-
-    def remove_contributor(self, name: str) -> int:
-        """Remove a contributor with their feeds and posts; returns how many posts went."""
-        with Session(self.engine) as session:
-            contributor = session.exec(select(Contributor).where(Contributor.name == name)).first()
-            if contributor is None:
-                raise NotFoundError(f"no contributor named {name!r}")
-            feed_ids = select(Feed.id).where(Feed.contributor_id == contributor.id)
-            post_ids = select(Post.id).where(Post.contributor_id == contributor.id)
-            session.execute(
-                delete(PostSource).where(
-                    or_(
-                        col(PostSource.feed_id).in_(feed_ids), col(PostSource.post_id).in_(post_ids)
-                    )
+                    rows.append({"contributor_id": ids[seed.name], "url": seed.feed})
+            if rows:
+                conn.execute(
+                    _INSERT_FEED,
+                    [r | {"kind": FeedKind.MAIN, "no": False, "now": now} for r in rows],
                 )
-            )
-            removed = session.execute(
-                delete(Post).where(col(Post.contributor_id) == contributor.id)
-            ).rowcount
-            session.execute(delete(Feed).where(col(Feed.contributor_id) == contributor.id))
-            session.delete(contributor)
-            session.commit()
-            return int(removed or 0)
-
-    # ---- feeds ----
-
-    def add_feed(
-        self, contributor_id: int, url: str, kind: str, title: str, now: dt.datetime
-    ) -> int:
-        with Session(self.engine) as session:
-            taken = session.exec(
-                select(Feed, Contributor.name)
-                .join(Contributor, col(Contributor.id) == Feed.contributor_id)
-                .where(Feed.url == url)
-            ).first()
-            if taken is not None:
-                raise DuplicateFeedError(f"the feed {url} is already registered for {taken[1]}")
-            feed = Feed(
-                contributor_id=contributor_id,
-                url=url,
-                kind=kind,
-                title=title,
-                created_at=now,
-                next_due_at=now,
-            )
-            session.add(feed)
-            session.commit()
-            assert feed.id is not None
-            return feed.id
-
-    def feed_exists(self, url: str) -> bool:
-        with Session(self.engine) as session:
-            return session.exec(select(Feed.id).where(Feed.url == url)).first() is not None
-
-    def feed_rows(self, *, with_posts: bool = False) -> list[FeedRow]:
-        with Session(self.engine) as session:
-            counts: dict[int, int] = {}
-            if with_posts:
-                counts = dict(
-                    session.exec(
-                        select(PostSource.feed_id, func.count()).group_by(PostSource.feed_id)
-                    ).all()
-                )
-            rows = session.exec(
-                select(Feed, Contributor.name)
-                .join(Contributor, col(Contributor.id) == Feed.contributor_id)
-                .order_by(Contributor.name, Feed.kind.desc(), Feed.url)  # type: ignore[attr-defined]
-            ).all()
-            return [FeedRow.from_model(f, name, counts.get(f.id or 0, 0)) for f, name in rows]
 
     def due(self, now: dt.datetime, *, include_not_due: bool = False) -> list[FeedToFetch]:
         """Feeds to poll: not gone or paused, past any Retry-After, and due (unless told)."""
-        query = (
-            select(Feed, Contributor.all_posts)
-            .join(Contributor, col(Contributor.id) == Feed.contributor_id)
-            .where(
-                col(Feed.gone).is_(False),
-                col(Feed.paused).is_(False),
-                or_(col(Feed.retry_after_until).is_(None), col(Feed.retry_after_until) <= now),
-            )
-        )
-        if not include_not_due:
-            query = query.where(or_(col(Feed.next_due_at).is_(None), col(Feed.next_due_at) <= now))
-        with Session(self.engine) as session:
+        query = _DUE_ANY if include_not_due else _DUE_NOW
+        with self.engine.connect() as conn:
             return [
                 FeedToFetch(
-                    feed_id=feed.id or 0,
-                    url=feed.url,
-                    etag=feed.etag,
-                    last_modified=feed.last_modified,
-                    contributor_id=feed.contributor_id,
-                    all_posts=all_posts,
-                    body_hash=feed.body_hash,
-                    error_count=feed.error_count,
+                    feed_id=r.id,
+                    url=r.url,
+                    etag=r.etag,
+                    last_modified=r.last_modified,
+                    contributor_id=r.contributor_id,
+                    all_posts=bool(r.all_posts),
+                    body_hash=r.body_hash,
+                    error_count=r.error_count,
                 )
-                for feed, all_posts in session.exec(query.order_by(Feed.id)).all()
+                for r in conn.execute(query, {"now": now, "no": False})
             ]
 
+    # ---- writes (feed_writes, on the SQLModel tables) ----
+
+    def add_contributor(self, name: str, homepage: str, all_posts: bool, now: dt.datetime) -> int:
+        from . import feed_writes
+
+        return feed_writes.add_contributor(self.engine, name, homepage, all_posts, now)
+
+    def contributor_id(self, name: str) -> int | None:
+        from . import feed_writes
+
+        return feed_writes.contributor_id(self.engine, name)
+
+    def set_discovery_error(self, contributor_id: int, error: str | None) -> None:
+        from . import feed_writes
+
+        feed_writes.set_discovery_error(self.engine, contributor_id, error)
+
+    def remove_contributor(self, name: str) -> int:
+        """Remove a contributor with their feeds and posts; returns how many posts went."""
+        from . import feed_writes
+
+        return feed_writes.remove_contributor(self.engine, name)
+
+    def add_feed(
+        self, contributor_id: int, url: str, kind: FeedKind, title: str, now: dt.datetime
+    ) -> int:
+        from . import feed_writes
+
+        return feed_writes.add_feed(self.engine, contributor_id, url, kind, title, now)
+
+    def feed_exists(self, url: str) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(text("SELECT id FROM feed WHERE url = :url"), {"url": url})
+            return found.first() is not None
+
     def record_many(self, outcomes: list[tuple[int, FeedOutcome]]) -> None:
-        """Record what polls learned, in one transaction: one executemany per kind of
-        outcome (a feed removed while it was polled matches no row)."""
-        by_kind: dict[PollOutcome, list[dict[str, object]]] = {k: [] for k in PollOutcome}
-        moves = []
-        for feed_id, outcome in outcomes:
-            row: dict[str, object] = {
-                "b_id": feed_id,
-                "b_now": outcome.now,
-                "b_due": outcome.next_due_at,
-                "b_retry": outcome.retry_after_until,
-            }
-            if outcome.result is PollOutcome.FAILED:
-                row |= {"b_error": outcome.error, "b_gone": outcome.gone}
-            else:
-                row |= {"b_etag": outcome.etag, "b_last_modified": outcome.last_modified}
-                if outcome.result is PollOutcome.OK:
-                    row |= {
-                        "b_problem": outcome.problem,
-                        "b_body_hash": outcome.body_hash,
-                        "b_title": outcome.title or None,
-                    }
-                if outcome.moved_to:
-                    moves.append((feed_id, outcome.moved_to))
-            by_kind[outcome.result].append(row)
-        with self.engine.begin() as conn:
-            for kind, rows in by_kind.items():
-                if rows:
-                    conn.execute(_RECORD[kind], rows)
-            for feed_id, url in moves:
-                clash = conn.execute(select(_FEEDS.c.id).where(_FEEDS.c.url == url)).first()
-                if clash is None:  # else another feed already has that address
-                    conn.execute(update(_FEEDS).where(_FEEDS.c.id == feed_id).values(url=url))
+        """Record what polls learned, in one transaction (see `feed_writes.record_many`)."""
+        from . import feed_writes
+
+        feed_writes.record_many(self.engine, outcomes)
 
     def set_paused(self, url: str, paused: bool) -> None:
-        with Session(self.engine) as session:
-            feed = session.exec(select(Feed).where(Feed.url == url)).first()
-            if feed is None:
-                raise NotFoundError(f"no feed with the address {url}")
-            feed.paused = paused
-            if not paused:
-                feed.gone = False
-                feed.error_count = 0
-                feed.retry_after_until = None
-                feed.next_due_at = None
-            session.add(feed)
-            session.commit()
+        from . import feed_writes
+
+        feed_writes.set_paused(self.engine, url, paused)

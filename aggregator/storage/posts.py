@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import Table, bindparam, func, insert, or_, update
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -73,8 +74,8 @@ def _columns(intent: PostIntent, first_seen: dt.datetime) -> dict[str, object]:
     }
 
 
-_POSTS = Post.__table__
-_SOURCES = PostSource.__table__
+_POSTS: Table = Post.__table__  # type: ignore[attr-defined]  # SQLModel sets it at class creation
+_SOURCES: Table = PostSource.__table__  # type: ignore[attr-defined]
 # built once: constructing a statement cost more than running it
 _KNOWN_SOURCES = select(
     _SOURCES.c.feed_id, _SOURCES.c.entry_key, _SOURCES.c.post_id, _SOURCES.c.is_primary
@@ -238,7 +239,8 @@ class PostStore:
 
     # ---- reading ----
 
-    def _views(self, session: Session, query) -> list[PostView]:
+    # queries are typed Any: SQLModel's Select is generic over each selected column
+    def _views(self, session: Session, query: Any) -> list[PostView]:
         rows = session.exec(
             query.join(Contributor, col(Contributor.id) == Post.contributor_id).join(
                 Feed, col(Feed.id) == Post.feed_id
@@ -283,7 +285,7 @@ class PostStore:
             )
             return self._views(session, query)
 
-    def _select(self):
+    def _select(self) -> Any:
         return select(Post, Contributor.name, Feed.url, Feed.title).where(
             col(Post.hidden).is_(False)
         )
@@ -291,7 +293,11 @@ class PostStore:
     def digest_posts(self, date: dt.date) -> list[PostView]:
         """The posts the digest for `date` holds, in their latest version, oldest first."""
         with Session(self.engine) as session:
-            query = self._select().where(Post.digest_date == date).order_by(Post.sort_date, Post.id)
+            query = (
+                self._select()
+                .where(col(Post.digest_date) == date)
+                .order_by(col(Post.sort_date), col(Post.id))
+            )
             return self._views(session, query)
 
     def unsent_posts(self, before: dt.datetime) -> list[PostView]:
@@ -300,7 +306,7 @@ class PostStore:
             query = (
                 self._select()
                 .where(col(Post.digest_date).is_(None), col(Post.first_seen) < before)
-                .order_by(Post.sort_date, Post.id)
+                .order_by(col(Post.sort_date), col(Post.id))
             )
             return self._views(session, query)
 
@@ -335,7 +341,7 @@ class PostStore:
     def digests(self) -> list[tuple[dt.date, int]]:
         with Session(self.engine) as session:
             rows = session.exec(
-                select(Digest.digest_date, Digest.post_count).order_by(
+                select(col(Digest.digest_date), col(Digest.post_count)).order_by(
                     col(Digest.digest_date).desc()
                 )
             ).all()
@@ -349,7 +355,7 @@ class PostStore:
         """Hide (or show again) the post with this link; returns how many posts matched."""
         key = link_key(canonical_url(url))
         with Session(self.engine) as session:
-            result = session.execute(
+            result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                 update(Post)
                 .where(or_(col(Post.link) == url, col(Post.link_key) == key))
                 .values(hidden=hidden)

@@ -146,7 +146,7 @@ class SubscriberStore:
                     col(Subscriber.unsubscribed_at).is_(None),
                     col(Subscriber.id).not_in(done),
                 )
-                .order_by(Subscriber.id)
+                .order_by(col(Subscriber.id))
             ).all()
             return [_row(s) for s in rows]
 

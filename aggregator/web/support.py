@@ -61,11 +61,13 @@ class Limits:
 
 
 def aggregator(request: Request) -> Aggregator:
-    return request.app.state.aggregator  # type: ignore[no-any-return]
+    agg: Aggregator = request.app.state.aggregator
+    return agg
 
 
 def limits(request: Request) -> Limits:
-    return request.app.state.limits  # type: ignore[no-any-return]
+    app_limits: Limits = request.app.state.limits
+    return app_limits
 
 
 def csrf_token(request: Request) -> str:
