@@ -368,3 +368,15 @@ def test_dashboard_next_try_honours_retry_after_like_status(agg, web, site, cloc
     login(web, agg)
     assert expected in web.get("/admin").text
     assert agg.status()[0].next_try.strftime("%Y-%m-%d %H:%M") == expected
+
+
+def test_the_collection_dates_read_as_a_sentence(make_agg):
+    # trimmed template whitespace once printed "1 May 2017until 31 July 2017"
+    agg = make_agg(event={"collect_from": "2017-05-01", "collect_until": "2017-07-31"})
+    agg.publish()
+    page = (agg.settings.output_dir / "index.html").read_text()
+    with TestClient(create_app(agg)) as client:
+        home = client.get("/").text
+    for html in (page, home):
+        text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+        assert "Posts written from 1 May 2017 until 31 July 2017" in text
