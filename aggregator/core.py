@@ -262,6 +262,10 @@ class Aggregator:
     def confirm_subscription(self, token: str) -> str | None:
         return self.storage.subscribers.confirm(token)
 
+    def subscription_to_confirm(self, token: str) -> str | None:
+        """The address a confirmation link would subscribe, or None (changes nothing)."""
+        return self.storage.subscribers.pending(token)
+
     def subscriber_for_token(self, token: str) -> str | None:
         """The address an unsubscribe link belongs to, or None."""
         return self.storage.subscribers.by_token(token)

@@ -133,6 +133,8 @@ def test_contributor_registers_organiser_approves_reader_subscribes(server, brow
     confirmation = last_mail(mail, 1)
     link = re.search(r"http://\S+/confirm/\S+", confirmation.get_content()).group(0)
     reader.goto(link)
+    shot(reader, "confirm")
+    reader.get_by_role("button", name="Yes, send me the digest").click()
     assert "Subscribed" in reader.inner_text("h1")
     time.sleep(0.01)
     report = agg.send_digest()

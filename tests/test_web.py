@@ -98,7 +98,13 @@ def test_subscribe_double_opt_in(agg, web, mail):
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert rcpt == ["Ann@example.org"]
     link = re.search(r"https://example.org/coproweek/confirm/\S+", msg.get_content()).group(0)
-    confirmed = web.get(link.replace("https://example.org/coproweek", ""))
+    path = link.replace("https://example.org/coproweek", "")
+    # opening the link (or a mail scanner's HEAD) only asks; the button subscribes
+    assert web.head(path).status_code == 200
+    page = web.get(path)
+    assert "Ann@example.org" in page.text and "<button" in page.text
+    assert agg.storage.subscribers.active() == []
+    confirmed = web.post(path)
     assert "Subscribed" in confirmed.text
     assert [s.email for s in agg.storage.subscribers.active()] == ["Ann@example.org"]
     # subscribing again reveals nothing and sends nothing
@@ -141,6 +147,25 @@ def test_unsubscribe_page_and_one_click(agg, web):
     assert agg.storage.subscribers.active() == []
     assert web.get("/unsubscribe/nope").status_code == 404
     assert web.post("/unsubscribe/nope").status_code == 404
+
+
+def test_head_and_get_never_change_a_subscription(agg, web):
+    agg.add_subscriber("ann@example.org")
+    (ann,) = agg.storage.subscribers.active()
+    for method in (web.head, web.get):
+        assert method(f"/unsubscribe/{ann.token}").status_code == 200
+        assert method(f"/confirm/{ann.token}").status_code == 200
+    assert [s.email for s in agg.storage.subscribers.active()] == ["ann@example.org"]
+
+
+def test_an_old_confirmation_link_does_not_resubscribe(agg, web):
+    agg.add_subscriber("ann@example.org")
+    (ann,) = agg.storage.subscribers.active()
+    web.post(f"/unsubscribe/{ann.token}")
+    assert web.get(f"/confirm/{ann.token}").status_code == 404
+    again = web.post(f"/confirm/{ann.token}")
+    assert again.status_code == 404 and "subscribe again" in again.text
+    assert agg.storage.subscribers.active() == []
 
 
 def test_register_a_blog_shows_what_was_found_and_waits(agg, web, site):

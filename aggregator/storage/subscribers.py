@@ -27,16 +27,16 @@ class SubscriberRow:
     def active(self) -> bool:
         return self.confirmed and self.unsubscribed_at is None
 
-
-def _row(s: Subscriber) -> SubscriberRow:
-    return SubscriberRow(
-        id=s.id or 0,
-        email=s.email,
-        token=s.token,
-        confirmed=s.confirmed,
-        created_at=s.created_at,
-        unsubscribed_at=s.unsubscribed_at,
-    )
+    @classmethod
+    def from_model(cls, s: Subscriber) -> SubscriberRow:
+        return cls(
+            id=s.id or 0,
+            email=s.email,
+            token=s.token,
+            confirmed=s.confirmed,
+            created_at=s.created_at,
+            unsubscribed_at=s.unsubscribed_at,
+        )
 
 
 class SubscriberStore:
@@ -88,11 +88,21 @@ class SubscriberStore:
         with Session(self.engine) as session:
             return session.exec(select(Subscriber.email).where(Subscriber.token == token)).first()
 
+    def pending(self, token: str) -> str | None:
+        """The address a confirmation link is for, while it waits to be confirmed."""
+        with Session(self.engine) as session:
+            return session.exec(
+                select(Subscriber.email).where(
+                    Subscriber.token == token, col(Subscriber.unsubscribed_at).is_(None)
+                )
+            ).first()
+
     def confirm(self, token: str) -> str | None:
-        """Confirm by token; returns the address, or None for an unknown token."""
+        """Confirm by token; returns the address, or None for an unknown token or an
+        address that has unsubscribed since (it must ask again: an old link is no consent)."""
         with Session(self.engine) as session:
             existing = session.exec(select(Subscriber).where(Subscriber.token == token)).first()
-            if existing is None:
+            if existing is None or existing.unsubscribed_at is not None:
                 return None
             existing.confirmed = True
             existing.unsubscribed_at = None
@@ -124,7 +134,8 @@ class SubscriberStore:
     def all(self) -> list[SubscriberRow]:
         with Session(self.engine) as session:
             return [
-                _row(s) for s in session.exec(select(Subscriber).order_by(col(Subscriber.email)))
+                SubscriberRow.from_model(s)
+                for s in session.exec(select(Subscriber).order_by(col(Subscriber.email)))
             ]
 
     def active(self) -> list[SubscriberRow]:
@@ -148,7 +159,7 @@ class SubscriberStore:
                 )
                 .order_by(col(Subscriber.id))
             ).all()
-            return [_row(s) for s in rows]
+            return [SubscriberRow.from_model(s) for s in rows]
 
     def mark_delivery(
         self,

@@ -26,6 +26,7 @@ from .support import (
 )
 
 Form = dict[str, str]
+Handler = Callable[[Aggregator, Form], str]
 
 
 def _field(data: Form, name: str) -> str:
@@ -61,14 +62,13 @@ def _reject(agg: Aggregator, data: Form) -> str:
     return f"Rejected {agg.reject_registration(_registration_id(data)).name}."
 
 
-def _pause(agg: Aggregator, data: Form) -> str:
-    agg.set_paused(_field(data, "url"), True)
-    return f"Paused {data['url']}"
+def _pausing(paused: bool) -> Handler:
+    def handler(agg: Aggregator, data: Form) -> str:
+        url = _field(data, "url")
+        agg.set_paused(url, paused)
+        return f"{'Paused' if paused else 'Resumed'} {url}"
 
-
-def _resume(agg: Aggregator, data: Form) -> str:
-    agg.set_paused(_field(data, "url"), False)
-    return f"Resumed {data['url']}"
+    return handler
 
 
 def _remove(agg: Aggregator, data: Form) -> str:
@@ -91,29 +91,28 @@ def _unsubscribe(agg: Aggregator, data: Form) -> str:
     return f"Removed {data['email']}."
 
 
-def _hide(agg: Aggregator, data: Form) -> str:
-    agg.hide_post(_field(data, "url"), True)
-    return f"Hidden: {data['url']}"
+def _hiding(hidden: bool) -> Handler:
+    def handler(agg: Aggregator, data: Form) -> str:
+        url = _field(data, "url")
+        agg.hide_post(url, hidden)
+        return f"{'Hidden' if hidden else 'Shown again'}: {url}"
 
-
-def _show(agg: Aggregator, data: Form) -> str:
-    agg.hide_post(_field(data, "url"), False)
-    return f"Shown again: {data['url']}"
+    return handler
 
 
 #: the dashboard's buttons: action -> what it does, returning the note to show
-ACTIONS: dict[str, Callable[[Aggregator, Form], str]] = {
+ACTIONS: dict[str, Handler] = {
     "add": _add,
     "approve": _approve,
     "reject": _reject,
-    "pause": _pause,
-    "resume": _resume,
+    "pause": _pausing(True),
+    "resume": _pausing(False),
     "remove": _remove,
     "poll": _poll,
     "send": _send,
     "unsubscribe": _unsubscribe,
-    "hide": _hide,
-    "show": _show,
+    "hide": _hiding(True),
+    "show": _hiding(False),
 }
 
 

@@ -1,7 +1,8 @@
 """Subscribing to the digest (double opt-in), confirming, and unsubscribing.
 
-The one-click unsubscribe POST (RFC 8058) needs no CSRF token: its URL holds the
-subscriber's secret token."""
+Only POST changes anything: a GET or HEAD of a link (mail scanners and link previews
+fetch them) shows a page with a button. The confirming and one-click unsubscribe POSTs
+(RFC 8058) need no CSRF token: their URLs hold the subscriber's secret token."""
 
 from __future__ import annotations
 
@@ -47,24 +48,30 @@ async def subscribe(request: Request) -> Response:
     )
 
 
-def confirm(request: Request) -> Response:
+async def confirm(request: Request) -> Response:
+    """GET (and HEAD, which mail scanners send) shows a button; only its POST subscribes."""
     agg = aggregator(request)
-    address = agg.confirm_subscription(request.path_params["token"])
-    if address is None:
-        return message(
-            request, "Link not valid", "This confirmation link is not valid (any more).", 404
-        )
-    return message(
-        request,
-        "Subscribed",
-        f"{address} will get the {agg.settings.event.name} digest every morning.",
+    token = request.path_params["token"]
+    invalid = (
+        "This confirmation link is not valid (any more). To get the digest, subscribe again "
+        "on the home page."
     )
+    if request.method != "POST":
+        address = await in_thread(agg.subscription_to_confirm, token)
+        if address is None:
+            return message(request, "Link not valid", invalid, 404)
+        return render(request, "confirm.html", token=token, email=address)
+    address = await in_thread(agg.confirm_subscription, token)
+    if address is None:
+        return message(request, "Link not valid", invalid, 404)
+    name = agg.settings.event.name
+    return message(request, "Subscribed", f"{address} will get the {name} digest every morning.")
 
 
 async def unsubscribe(request: Request) -> Response:
     agg = aggregator(request)
     token = request.path_params["token"]
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD only show the page
         known = await in_thread(agg.subscriber_for_token, token)
         if known is None:
             return message(request, "Link not valid", "This link is not valid.", 404)
@@ -82,6 +89,6 @@ async def unsubscribe(request: Request) -> Response:
 
 routes = [
     Route("/subscribe", subscribe, methods=["POST"]),
-    Route("/confirm/{token}", confirm),
+    Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
 ]
