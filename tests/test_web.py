@@ -405,3 +405,16 @@ def test_the_collection_dates_read_as_a_sentence(make_agg):
     for html in (page, home):
         text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
         assert "Posts written from 1 May 2017 until 31 July 2017" in text
+
+
+def test_every_answer_carries_security_headers_and_the_dashboard_is_not_cached(agg, web):
+    login(web, agg)
+    for path in ("/", "/register", "/admin", "/admin/login", "/no-such-page"):
+        headers = web.get(path).headers
+        policy = headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, path
+        assert "script-src" not in policy  # no script of any kind may run
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["referrer-policy"] == "same-origin", path
+    assert web.get("/admin").headers["cache-control"] == "no-store"
+    assert "no-store" not in web.get("/").headers.get("cache-control", "")

@@ -15,6 +15,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from ..core import Aggregator
 from . import admin, public, registration, subscriptions
+from .headers import SecurityHeaders
 from .support import CsrfError, Limits, csrf_refused
 
 SESSION_DAYS = 14
@@ -31,6 +32,7 @@ def create_app(agg: Aggregator) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(SecurityHeaders),
             Middleware(
                 SessionMiddleware,
                 secret_key=agg.session_secret(),
@@ -38,7 +40,7 @@ def create_app(agg: Aggregator) -> Starlette:
                 same_site="lax",
                 https_only=agg.settings.event.site_url.startswith("https://"),
                 max_age=SESSION_DAYS * 24 * 3600,
-            )
+            ),
         ],
         exception_handlers={CsrfError: csrf_refused},
     )
