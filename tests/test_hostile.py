@@ -404,7 +404,36 @@ def test_a_feed_of_thousands_of_entries_is_cut(make_agg, site):
     register(agg, site, "/many", many)
     summary = agg.update_feeds()
     assert summary.new == 1000
-    assert "3,000 entries; only the first 1,000" in row(agg, "/many").problem
+    assert "3,000 entries; only the newest 1,000" in row(agg, "/many").problem
+
+
+def test_an_oldest_first_feed_keeps_its_newest_posts_past_the_cap(make_agg, site):
+    # static-site generators often list every post oldest first: the event's posts,
+    # the newest, come last, and a cut by position would drop them all
+    agg = make_agg()
+    start = dt.datetime(2010, 1, 1, tzinfo=dt.UTC)
+    old = [
+        item(
+            f"Old {n}",
+            guid=f"o{n}",
+            date=email.utils.format_datetime(start + dt.timedelta(hours=n)),
+        )
+        for n in range(4990)
+    ]
+    event = [
+        item(
+            f"Event {n}",
+            guid=f"e{n}",
+            categories=TAG,
+            date=f"Wed, 05 Jul 2017 0{n}:00:00 +0000",
+        )
+        for n in range(10)
+    ]
+    register(agg, site, "/oldest-first", rss(*old, *event))
+    summary = agg.update_feeds()
+    assert summary.new == 10
+    assert sorted(titles(agg)) == [f"Event {n}" for n in range(10)]
+    assert "5,000 entries; only the newest 1,000" in row(agg, "/oldest-first").problem
 
 
 def test_a_locked_database_is_waited_for(make_agg, site, database_url):

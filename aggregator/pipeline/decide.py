@@ -78,6 +78,21 @@ def decide_posts(
     return intents
 
 
+def newest(entries: list[EntryData], limit: int) -> list[EntryData]:
+    """The `limit` newest entries by date, in feed order. Several static-site generators
+    list every post oldest first, so cutting by position would drop the newest (the
+    event's) posts. Undated entries cannot be shown old: they count as newest, earlier
+    ones first (most feeds list newest first)."""
+    undated = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+    def age(index: int) -> tuple[dt.datetime, int]:
+        entry = entries[index]
+        return (entry.published or entry.updated or undated, -index)
+
+    keep = sorted(range(len(entries)), key=age, reverse=True)[:limit]
+    return [entries[i] for i in sorted(keep)]
+
+
 @dataclass(frozen=True)
 class PreparedFeed:
     """A fetched feed, parsed and decided (what `prepare_feed` hands back)."""
@@ -106,9 +121,9 @@ def prepare_feed(
     entries = parsed.entries
     if len(entries) > MAX_ENTRIES_PER_FEED:
         problem = (
-            f"the feed lists {len(entries):,} entries; only the first "
+            f"the feed lists {len(entries):,} entries; only the newest "
             f"{MAX_ENTRIES_PER_FEED:,} are read"
         )
-        parsed = dataclasses.replace(parsed, entries=entries[:MAX_ENTRIES_PER_FEED])
+        parsed = dataclasses.replace(parsed, entries=newest(entries, MAX_ENTRIES_PER_FEED))
     intents = decide_posts(parsed, rules, all_posts, now)
     return PreparedFeed(parsed.title, problem, len(parsed.entries), intents)
