@@ -418,7 +418,10 @@ def serve(
 @friendly
 def demo(
     output_dir: Annotated[
-        Path, typer.Option(help="Where the demo writes its outputs and database.")
+        Path,
+        typer.Option(
+            help="Where the demo writes its outputs (its database goes beside it, in FOLDER-data)."
+        ),
     ] = Path("output/demo"),
 ) -> None:
     """Run the whole pipeline offline on bundled sample blogs served on loopback."""

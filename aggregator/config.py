@@ -62,7 +62,7 @@ class EventSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    url: str = "sqlite:///output/aggregator.db"
+    url: str = "sqlite:///data/aggregator.db"
 
 
 class PollingSettings(_Section):

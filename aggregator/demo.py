@@ -42,6 +42,11 @@ SAMPLE_BLOGS = [
 DEMO_SUBSCRIBERS = ["reader@example.org", "organiser@example.org"]
 
 
+def demo_data_dir(output_dir: Path) -> Path:
+    """The demo's database sits beside its outputs, never inside the published folder."""
+    return output_dir.with_name(output_dir.name + "-data")
+
+
 def demo_settings(output_dir: Path, smtp_port: int = 25) -> dict:
     return {
         "event": {
@@ -53,7 +58,7 @@ def demo_settings(output_dir: Path, smtp_port: int = 25) -> dict:
             "tags": ["Co-production Week", "#CoProductionWeek"],
             "keywords": ["co-production week"],
         },
-        "database": {"url": f"sqlite:///{output_dir / 'aggregator.db'}"},
+        "database": {"url": f"sqlite:///{demo_data_dir(output_dir) / 'aggregator.db'}"},
         "polling": {"allow_private_addresses": True, "timeout_seconds": 10},
         "publish": {"output_dir": str(output_dir)},
         "digest": {
@@ -86,8 +91,9 @@ class DemoReport:
 
 def run_demo(output_dir: Path, echo: Callable[[str], None] = print) -> DemoReport:
     # a fresh start each time: the loopback port (and so every feed address) changes per run
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
+    for folder in (output_dir, demo_data_dir(output_dir)):
+        if folder.exists():
+            shutil.rmtree(folder)
     output_dir.mkdir(parents=True)
     report = DemoReport()
     with LoopbackSite() as site, MailSink() as mail:

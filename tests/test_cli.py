@@ -162,3 +162,28 @@ def test_demo_runs_offline_and_publishes_a_valid_feed(tmp_path):
         "Lee Brown",
     }
     assert str(tmp_path / "demo" / "index.html") in result.stdout
+
+
+def test_a_database_inside_the_published_folder_is_refused(tmp_path):
+    """A static server of output/ would hand out the session key and subscribers."""
+    out = tmp_path / "out"
+    config = tmp_path / "event.toml"
+    config.write_text(
+        f'[event]\nname = "W"\n[database]\nurl = "sqlite:///{out / "aggregator.db"}"\n'
+        f'[publish]\noutput_dir = "{out}"\n'
+    )
+    result = runner.invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 1
+    assert "is inside publish.output_dir" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (out / "aggregator.db").exists()
+
+
+def test_the_default_database_is_outside_the_published_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGGREGATOR_DATABASE_URL", raising=False)
+    (tmp_path / "event.toml").write_text('[event]\nname = "W"\n')
+    result = runner.invoke(app, ["--config", "event.toml", "init"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "aggregator.db").exists()
+    assert not list((tmp_path / "output").rglob("*.db*"))

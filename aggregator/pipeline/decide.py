@@ -78,7 +78,7 @@ def decide_posts(
     return intents
 
 
-def newest(entries: list[EntryData], limit: int) -> list[EntryData]:
+def newest(entries: tuple[EntryData, ...], limit: int) -> tuple[EntryData, ...]:
     """The `limit` newest entries by date, in feed order. Several static-site generators
     list every post oldest first, so cutting by position would drop the newest (the
     event's) posts. Undated entries cannot be shown old: they count as newest, earlier
@@ -90,7 +90,7 @@ def newest(entries: list[EntryData], limit: int) -> list[EntryData]:
         return (entry.published or entry.updated or undated, -index)
 
     keep = sorted(range(len(entries)), key=age, reverse=True)[:limit]
-    return [entries[i] for i in sorted(keep)]
+    return tuple(entries[i] for i in sorted(keep))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,17 @@ from .types import SCHEMA_VERSION
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (None for other databases and in-memory ones)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
