@@ -391,10 +391,32 @@ def organisers_add(
         ),
     ],
 ) -> None:
-    """Create an organiser account for /admin (or set a new password)."""
+    """Create an organiser account for /admin (or set a new password, which logs that
+    organiser out everywhere)."""
     with aggregator() as agg:
         address = agg.add_organiser(email, password)
     say(f"Organiser {address} can now log in at /admin/login")
+
+
+@organisers_app.command("remove")
+@friendly
+def organisers_remove(email: str) -> None:
+    """Delete an organiser account; its open sessions end at once."""
+    with aggregator() as agg:
+        agg.remove_organiser(email)
+    say(f"Removed organiser {email}")
+
+
+@organisers_app.command("list")
+@friendly
+def organisers_list() -> None:
+    """Show the organiser accounts (who gets the daily alert)."""
+    with aggregator() as agg:
+        emails = agg.organisers()
+    for address in emails:
+        say(address)
+    if not emails:
+        say("No organisers yet. Add one with: aggregator organisers add EMAIL")
 
 
 @app.command()

@@ -405,14 +405,34 @@ class Aggregator:
         self.storage.accounts.add_organiser(address, auth.hash_password(password), self.now())
         return address
 
-    def check_login(self, email: str, password: str) -> str | None:
-        """The organiser's address when the password is right, else None (same work)."""
+    def check_login(self, email: str, password: str) -> tuple[str, int] | None:
+        """The organiser's address and session number when the password is right, else
+        None (the same work either way)."""
         try:
             address: str | None = auth.organiser_key(email)
         except AggregatorError:
             address = None
-        stored = self.storage.accounts.organiser_hash(address) if address else None
-        return address if auth.verify_password(stored, password) else None
+        accounts = self.storage.accounts
+        stored = accounts.organiser_hash(address) if address else None
+        if address is None or not auth.verify_password(stored, password):
+            return None
+        version = accounts.session_version(address)
+        return None if version is None else (address, version)
+
+    def session_is_current(self, email: str, version: int) -> bool:
+        """False once the organiser logged out, changed password or was removed."""
+        return self.storage.accounts.session_version(email) == version
+
+    def end_sessions(self, email: str) -> None:
+        """Log an organiser out everywhere."""
+        self.storage.accounts.end_sessions(email)
+
+    def remove_organiser(self, email: str) -> None:
+        """Delete the account; its sessions end with it."""
+        self.storage.accounts.remove_organiser(auth.organiser_key(email))
+
+    def organisers(self) -> list[str]:
+        return self.storage.accounts.organiser_emails()
 
     def session_secret(self) -> str:
         return self.storage.meta.secret_key()

@@ -187,3 +187,18 @@ def test_the_default_database_is_outside_the_published_folder(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     assert (tmp_path / "data" / "aggregator.db").exists()
     assert not list((tmp_path / "output").rglob("*.db*"))
+
+
+def test_organisers_are_added_listed_and_removed(tmp_path, database_url):
+    config = write_config(tmp_path, database_url)
+    added = runner.invoke(
+        app, ["--config", config, "organisers", "add", "Org@Example.org", "--password", "x" * 12]
+    )
+    assert added.exit_code == 0, added.output
+    assert (
+        "org@example.org" in runner.invoke(app, ["--config", config, "organisers", "list"]).output
+    )
+    removed = runner.invoke(app, ["--config", config, "organisers", "remove", "org@example.org"])
+    assert removed.exit_code == 0 and "Removed organiser" in removed.output
+    again = runner.invoke(app, ["--config", config, "organisers", "remove", "org@example.org"])
+    assert again.exit_code == 1 and "no organiser account" in again.output

@@ -418,3 +418,54 @@ def test_every_answer_carries_security_headers_and_the_dashboard_is_not_cached(a
         assert headers["referrer-policy"] == "same-origin", path
     assert web.get("/admin").headers["cache-control"] == "no-store"
     assert "no-store" not in web.get("/").headers.get("cache-control", "")
+
+
+def test_logout_password_change_and_removal_end_every_session(agg, web):
+    def dashboard_opens(cookies) -> bool:
+        other = TestClient(create_app(agg), base_url="https://example.org", cookies=cookies)
+        return other.get("/admin", follow_redirects=False).status_code == 200
+
+    # logout ends the session in every browser, including a copy of the cookie
+    assert login(web, agg).status_code == 303
+    stolen = dict(web.cookies)
+    assert dashboard_opens(stolen)
+    web.post("/admin/logout", data={"csrf": csrf(web, "/admin")})
+    assert not dashboard_opens(stolen)
+
+    # so does a new password
+    login(web, agg)
+    stolen = dict(web.cookies)
+    agg.add_organiser("org@example.org", "a brand new password")
+    assert not dashboard_opens(stolen)
+    assert web.get("/admin", follow_redirects=False).status_code == 303
+
+    # and removing the account
+    login(web, agg, password="a brand new password")
+    stolen = dict(web.cookies)
+    assert dashboard_opens(stolen)
+    agg.remove_organiser("org@example.org")
+    assert not dashboard_opens(stolen)
+
+
+def test_login_starts_a_new_session(agg, web):
+    web.get("/admin/login")
+    before = web.cookies.get("session")
+    login(web, agg)
+    assert web.cookies.get("session") != before
+
+
+def test_a_database_of_the_first_schema_is_migrated(make_agg, database_url):
+    """Version 1 had no session numbers; opening it adds the column and keeps accounts."""
+    import sqlalchemy
+
+    agg = make_agg()
+    agg.add_organiser("org@example.org", "a long enough password")
+    with agg.storage.engine.begin() as conn:
+        conn.execute(sqlalchemy.text("ALTER TABLE organiser DROP COLUMN session_version"))
+        conn.execute(sqlalchemy.text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+    agg.close()
+    again = make_agg()
+    assert again.check_login("org@example.org", "a long enough password") == (
+        "org@example.org",
+        0,
+    )

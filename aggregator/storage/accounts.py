@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from ..errors import NotFoundError
 from .models import Organiser
 
 
@@ -15,11 +16,13 @@ class AccountStore:
         self.engine = engine
 
     def add_organiser(self, email: str, password_hash: str, now: dt.datetime) -> None:
-        """Create the account, or set a new password hash on an existing one."""
+        """Create the account, or set a new password hash on an existing one (which
+        ends its sessions)."""
         with Session(self.engine) as session:
             existing = session.exec(select(Organiser).where(Organiser.email == email)).first()
             if existing is not None:
                 existing.password_hash = password_hash
+                existing.session_version += 1
                 session.add(existing)
             else:
                 session.add(Organiser(email=email, password_hash=password_hash, created_at=now))
@@ -30,6 +33,29 @@ class AccountStore:
             return session.exec(
                 select(Organiser.password_hash).where(Organiser.email == email)
             ).first()
+
+    def session_version(self, email: str) -> int | None:
+        """The account's current session number; None when there is no such account."""
+        with Session(self.engine) as session:
+            return session.exec(
+                select(Organiser.session_version).where(Organiser.email == email)
+            ).first()
+
+    def end_sessions(self, email: str) -> None:
+        with Session(self.engine) as session:
+            existing = session.exec(select(Organiser).where(Organiser.email == email)).first()
+            if existing is not None:
+                existing.session_version += 1
+                session.add(existing)
+                session.commit()
+
+    def remove_organiser(self, email: str) -> None:
+        with Session(self.engine) as session:
+            existing = session.exec(select(Organiser).where(Organiser.email == email)).first()
+            if existing is None:
+                raise NotFoundError(f"no organiser account for {email}")
+            session.delete(existing)
+            session.commit()
 
     def organiser_emails(self) -> list[str]:
         with Session(self.engine) as session:

@@ -10,15 +10,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from ..errors import ConfigError
 from .types import SCHEMA_VERSION
 
+
+def _organiser_session_version(conn: Connection) -> None:
+    columns = {c["name"] for c in inspect(conn).get_columns("organiser")}
+    if "session_version" not in columns:
+        conn.execute(
+            text("ALTER TABLE organiser ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0")
+        )
+
+
 #: version -> step that brings a database from version-1 to version
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _organiser_session_version}
 
 
 def sqlite_file(url: str) -> Path | None:

@@ -145,6 +145,9 @@ class Organiser(SQLModel, table=True):
     #: argon2 hash
     password_hash: str = Field(max_length=300)
     created_at: dt.datetime = when(nullable=False)
+    #: bumped at logout and password change: every session cookie carrying an older
+    #: number stops opening the dashboard
+    session_version: int = 0
 
 
 class Registration(SQLModel, table=True):

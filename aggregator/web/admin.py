@@ -5,7 +5,9 @@ Each button posts to `/admin/<action>`; `ACTIONS` maps the action to the
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -19,8 +21,8 @@ from .support import (
     client,
     in_thread,
     limits,
+    logged_in,
     message,
-    organiser,
     redirect,
     render,
 )
@@ -122,42 +124,50 @@ async def login(request: Request) -> Response:
     data = await checked_form(request)
     if not limits(request).login_by_client.allow(client(request)):
         return message(request, "Too many attempts", "Please wait 15 minutes.", 429)
-    address = await in_thread(
+    account = await in_thread(
         aggregator(request).check_login, data.get("email", ""), data.get("password", "")
     )
-    if address is None:
+    if account is None:
         return render(request, "login.html", status=401, error="Wrong email or password.")
+    # a new session: nothing of the one before the login carries over
     request.session.clear()
-    request.session["organiser"] = address
+    request.session["organiser"], request.session["sv"] = account
+    request.session["sid"] = secrets.token_urlsafe(16)
     return redirect("/admin")
 
 
 async def logout(request: Request) -> Response:
+    """Logs the organiser out of every browser, not only this one."""
     await checked_form(request)
+    address = await logged_in(request)
+    if address is not None:
+        await in_thread(aggregator(request).end_sessions, address)
     request.session.clear()
     return redirect("/")
 
 
-def dashboard(request: Request) -> Response:
-    if not organiser(request):
-        return redirect("/admin/login")
-    agg = aggregator(request)
+def _dashboard_data(agg: Aggregator) -> dict[str, Any]:
     subscribers = agg.subscribers()
     posts, _more = agg.posts_page(1, 30, include_hidden=True)
-    return render(
-        request,
-        "admin.html",
-        feeds=agg.status(),
-        registrations=agg.registrations(),
-        subscribers=subscribers,
-        confirmed=sum(s.active for s in subscribers),
-        unsubscribed=sum(s.unsubscribed_at is not None for s in subscribers),
-        posts=posts,
-    )
+    return {
+        "feeds": agg.status(),
+        "registrations": agg.registrations(),
+        "subscribers": subscribers,
+        "confirmed": sum(s.active for s in subscribers),
+        "unsubscribed": sum(s.unsubscribed_at is not None for s in subscribers),
+        "posts": posts,
+    }
+
+
+async def dashboard(request: Request) -> Response:
+    if not await logged_in(request):
+        return redirect("/admin/login")
+    data = await in_thread(_dashboard_data, aggregator(request))
+    return render(request, "admin.html", **data)
 
 
 async def action(request: Request) -> Response:
-    if not organiser(request):
+    if not await logged_in(request):
         return message(request, "Log in first", "This needs an organiser login.", 403)
     data = await checked_form(request)
     name = request.path_params["action"]

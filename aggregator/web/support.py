@@ -78,7 +78,21 @@ def csrf_token(request: Request) -> str:
 
 
 def organiser(request: Request) -> str | None:
+    """Who the session cookie says is logged in (for the page's navigation only)."""
     return request.session.get("organiser")
+
+
+async def logged_in(request: Request) -> str | None:
+    """The organiser of a session that is still current: the cookie is signed, and its
+    session number must match the account's (logout, a new password and removing the
+    account each end every session at once). A stale session is cleared."""
+    address, version = request.session.get("organiser"), request.session.get("sv")
+    if not isinstance(address, str) or not isinstance(version, int):
+        return None
+    if not await in_thread(aggregator(request).session_is_current, address, version):
+        request.session.clear()
+        return None
+    return address
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
