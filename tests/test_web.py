@@ -469,3 +469,44 @@ def test_a_database_of_the_first_schema_is_migrated(make_agg, database_url):
         "org@example.org",
         0,
     )
+
+
+def test_look_alike_spellings_of_an_address_share_one_limit(agg, web, mail):
+    token = csrf(web)
+    spellings = ["same@example.org", "SAME@example.org", "Same@Example.ORG", "ｓａｍｅ@example.org"]
+    codes = [
+        web.post("/subscribe", data={"email": s, "csrf": token}).status_code for s in spellings
+    ]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_junk_addresses_are_refused_without_being_remembered(agg):
+    app = create_app(agg)
+    with TestClient(app, base_url="https://example.org") as client:
+        token = csrf(client)
+        for n in range(30):
+            junk = f"{n}" + "x" * 60_000
+            answer = client.post("/subscribe", data={"email": junk, "csrf": token})
+            assert answer.status_code in (400, 429)
+    assert len(app.state.limits.subscribe_by_address.hits) == 0
+
+
+def test_rate_limit_memory_is_bounded():
+    from aggregator.web.support import RateLimit
+
+    limit = RateLimit(3, 3600, max_keys=100)
+    for n in range(5_000):
+        assert limit.allow(f"client-{n}")
+    assert len(limit.hits) == 100
+    assert limit.allow("client-4999") and limit.allow("client-4999")
+    assert not limit.allow("client-4999")  # the recent keys keep their count
+
+
+def test_a_large_request_body_is_refused_early(agg, web):
+    token = csrf(web)
+    big = web.post("/subscribe", data={"email": "a@example.org", "csrf": token, "x": "y" * 200_000})
+    assert big.status_code == 413
+    upload = web.post(
+        "/register", files={"file": ("big.bin", b"0" * 1_000_000)}, data={"csrf": token}
+    )
+    assert upload.status_code == 413

@@ -15,7 +15,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from ..core import Aggregator
 from . import admin, public, registration, subscriptions
-from .headers import SecurityHeaders
+from .middleware import BodyLimit, SecurityHeaders
 from .support import CsrfError, Limits, csrf_refused
 
 SESSION_DAYS = 14
@@ -33,6 +33,7 @@ def create_app(agg: Aggregator) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders),
+            Middleware(BodyLimit),
             Middleware(
                 SessionMiddleware,
                 secret_key=agg.session_secret(),

@@ -12,24 +12,40 @@ from starlette.routing import Route
 
 from ..auth import normalise_email
 from ..errors import AggregatorError
-from .support import aggregator, checked_form, client, in_thread, limits, message, render, too_many
+from .support import (
+    address_key,
+    aggregator,
+    checked_form,
+    client,
+    in_thread,
+    limits,
+    message,
+    render,
+    too_many,
+)
+
+#: RFC 5321's limit on an address; longer input is not one
+MAX_ADDRESS = 320
 
 
 async def subscribe(request: Request) -> Response:
     agg = aggregator(request)
     data = await checked_form(request)
-    address = data.get("email", "").strip()
     limit = limits(request)
-    if not limit.subscribe_by_client.allow(client(request)) or not (
-        limit.subscribe_by_address.allow(address.lower())
-    ):
+    if not limit.subscribe_by_client.allow(client(request)):
         return too_many(request)
     try:
-        address = normalise_email(address)
+        raw = data.get("email", "")
+        if len(raw) > MAX_ADDRESS:
+            raise AggregatorError("too long for an email address")
+        address = normalise_email(raw)
     except AggregatorError:
         return message(
             request, "Check the address", "That does not look like an email address.", 400
         )
+    # keyed once valid and normalised: junk keys nothing, look-alikes share one key
+    if not limit.subscribe_by_address.allow(address_key(address)):
+        return too_many(request)
     site = agg.settings.event.site_url
     try:
         await in_thread(agg.request_subscription, address, lambda t: f"{site}confirm/{t}")

@@ -8,7 +8,8 @@ import hashlib
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+import unicodedata
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,23 +32,36 @@ class CsrfError(Exception):
 
 
 class RateLimit:
-    """At most `limit` hits per key in a sliding window of `seconds` (in memory)."""
+    """At most `limit` hits per key in a sliding window of `seconds` (in memory).
 
-    def __init__(self, limit: int, seconds: float):
-        self.limit, self.seconds = limit, seconds
-        self.hits: dict[str, deque[float]] = defaultdict(deque)
+    Bounded: keys whose window has passed are forgotten, and past `max_keys` the
+    least recently used key goes, so a flood of distinct keys cannot grow the process."""
+
+    def __init__(self, limit: int, seconds: float, max_keys: int = 10_000):
+        self.limit, self.seconds, self.max_keys = limit, seconds, max_keys
+        self.hits: OrderedDict[str, deque[float]] = OrderedDict()
         self.lock = threading.Lock()
 
     def allow(self, key: str) -> bool:
         now = time.monotonic()
         with self.lock:
-            hits = self.hits[key]
+            hits = self.hits.pop(key, None) or deque()
             while hits and hits[0] <= now - self.seconds:
                 hits.popleft()
-            if len(hits) >= self.limit:
-                return False
-            hits.append(now)
-            return True
+            allowed = len(hits) < self.limit
+            if allowed:
+                hits.append(now)
+            if hits:
+                self.hits[key] = hits  # most recently used last
+            while len(self.hits) > self.max_keys:
+                self.hits.popitem(last=False)
+            return allowed
+
+
+def address_key(address: str) -> str:
+    """One key for every spelling of an address (case, compatibility forms), so look-alike
+    spellings share one rate limit."""
+    return unicodedata.normalize("NFKC", address).casefold()
 
 
 @dataclass
