@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aggregator"
 FRONT_ENDS = [
     PACKAGE / "cli.py",
     PACKAGE / "cli_tables.py",
+    PACKAGE / "cli_people.py",
     PACKAGE / "worker.py",
     PACKAGE / "demo.py",
     *sorted((PACKAGE / "web").glob("*.py")),
