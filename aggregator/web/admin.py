@@ -162,8 +162,9 @@ def _dashboard_data(agg: Aggregator) -> dict[str, Any]:
 async def dashboard(request: Request) -> Response:
     if not await logged_in(request):
         return redirect("/admin/login")
-    data = await in_thread(_dashboard_data, aggregator(request))
-    return render(request, "admin.html", **data)
+    agg = aggregator(request)
+    # gathering and rendering hundreds of feeds' rows is slow work: off the event loop
+    return await in_thread(lambda: render(request, "admin.html", **_dashboard_data(agg)))
 
 
 async def action(request: Request) -> Response:

@@ -1,0 +1,112 @@
+"""Nothing slow runs on the web server's event loop: a real uvicorn server, with
+asyncio's debug mode reporting every callback over 50 ms, while an organiser logs in and
+loads the dashboard, a reader subscribes and a contributor registers a blog."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+
+import httpx
+import pytest
+
+from aggregator.config import settings_from_dict
+from aggregator.core import Aggregator
+from aggregator.loopback import MailSink
+from aggregator.web import create_app
+
+from .conftest import base_settings, free_port, item, rss, serve_feed
+
+SLOW = 0.05
+
+
+class SlowCallbacks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "took" in message and "Executing" in message:
+            self.slow.append(message)
+
+
+@pytest.fixture
+def debug_server(tmp_path, site):
+    import uvicorn
+
+    port = free_port()
+    with MailSink() as mail:
+        data = base_settings(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'web.db'}",
+            digest={"smtp_host": "127.0.0.1", "smtp_port": mail.port},
+        )
+        data["event"]["site_url"] = f"http://127.0.0.1:{port}/"
+        agg = Aggregator(settings_from_dict(data))
+        for n in range(300):  # a dashboard with rows enough to take time to build
+            agg.storage.feeds.add_contributor(
+                f"Contributor {n}", f"https://b{n}.example/", False, agg.now()
+            )
+        agg.storage.feeds.sync_seeds([], agg.now())
+        agg.add_organiser("org@example.org", "a long enough password")
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(agg), host="127.0.0.1", port=port, log_level="warning")
+        )
+        watcher = SlowCallbacks()
+        logging.getLogger("asyncio").addHandler(watcher)
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            loop.set_debug(True)
+            loop.slow_callback_duration = SLOW
+            loop.run_until_complete(server.serve())
+            loop.close()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}", watcher, mail
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            logging.getLogger("asyncio").removeHandler(watcher)
+            agg.close()
+
+
+def _csrf(client: httpx.Client, path: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def test_no_callback_blocks_the_loop_for_50_ms(debug_server, site):
+    base, watcher, mail = debug_server
+    feed = serve_feed(site, "/blog/feed", rss(item("Hello", guid="1")))
+    with httpx.Client(base_url=base, timeout=30) as client:
+        token = _csrf(client, "/admin/login")
+        for _ in range(3):  # argon2 takes ~50-100 ms a check
+            client.post(
+                "/admin/login",
+                data={"email": "org@example.org", "password": "wrong password", "csrf": token},
+            )
+        login = client.post(
+            "/admin/login",
+            data={"email": "org@example.org", "password": "a long enough password", "csrf": token},
+        )
+        assert login.status_code in (200, 303)
+        assert "Contributor 299" in client.get("/admin").text
+        token = _csrf(client, "/")
+        answer = client.post("/subscribe", data={"email": "ann@example.org", "csrf": token})
+        assert "Check your inbox" in answer.text
+        registered = client.post(
+            "/register",
+            data={"name": "Bea", "url": feed, "email": "bea@example.org", "csrf": token},
+        )
+        assert registered.status_code == 200, registered.text
+    assert len(mail.messages) == 1
+    assert watcher.slow == []
