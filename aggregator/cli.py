@@ -331,6 +331,18 @@ def digest(
 
 @app.command()
 @friendly
+def outbox() -> None:
+    """Send the confirmation and alert emails waiting in the outbox (the worker does this
+    every minute; run it from cron when there is no worker)."""
+    with aggregator() as agg:
+        report = agg.send_outbox()
+    for failure in report.failed:
+        say(f"failed: {failure}", err=True)
+    say(report.line())
+
+
+@app.command()
+@friendly
 def run() -> None:
     """The worker: poll every interval (then publish), send the digest daily at send_at.
 

@@ -26,7 +26,6 @@ from .errors import AggregatorError, ConfigError
 from .pipeline.match import EventRules
 from .records import (
     AddResult,
-    EntryPreview,
     FeedUpdateResult,
     PollSummary,
     RegistrationPreview,
@@ -37,9 +36,11 @@ from .storage import Storage
 if TYPE_CHECKING:
     from .outputs.digest import DigestReport
     from .outputs.opml import OpmlEntry
+    from .outputs.outbox import OutboxReport
     from .outputs.publish import PageDigest
     from .pipeline.fetch import FetchLimits
     from .storage.feeds import ContributorRow
+    from .storage.outbox import Letter
     from .storage.posts import PostView
     from .storage.registrations import RegistrationRow
     from .storage.subscribers import SubscriberRow
@@ -270,13 +271,22 @@ class Aggregator:
 
         Says nothing about whether the address was known (the caller shows one answer)."""
         from .outputs import notices
-        from .outputs.mail import send_one
+        from .outputs.outbox import letter
 
         address = auth.normalise_email(email)
-        token = self.storage.subscribers.request(address, self.now())
-        if token is not None:
+
+        def confirmation(token: str) -> Letter:
             message = notices.confirmation(self.settings, address, confirm_url(token), self.now())
-            send_one(self.settings, message)
+            return letter("confirmation", message)
+
+        # queued with the subscription in one transaction; `send_outbox` delivers it
+        self.storage.subscribers.request(address, self.now(), confirmation)
+
+    def send_outbox(self) -> OutboxReport:
+        """Send the emails waiting in the outbox that are due (see outputs/outbox.py)."""
+        from .outputs.outbox import send_due
+
+        return send_due(self.storage.outbox, self.settings, self.now())
 
     def confirm_subscription(self, token: str) -> str | None:
         return self.storage.subscribers.confirm(token)
@@ -339,9 +349,10 @@ class Aggregator:
         ]
 
     def send_health_alert(self) -> str:
-        """Email the organisers a list of problems, at most once a day."""
+        """Queue an email to the organisers listing problems, at most once a day, and send
+        what the outbox holds."""
         from .outputs import notices
-        from .outputs.mail import send_one
+        from .outputs.outbox import letter
 
         today = self.local_today().isoformat()
         if self.storage.meta.get("health_alert_date") == today:
@@ -350,20 +361,23 @@ class Aggregator:
         organisers = self.storage.accounts.organiser_emails()
         if not problems or not organisers:
             return "organiser alert: nothing to report"
-        for address in organisers:
-            send_one(
-                self.settings, notices.health_alert(self.settings, address, problems, self.now())
-            )
-        self.storage.meta.set("health_alert_date", today)
-        return f"organiser alert: {len(problems)} problem(s) sent to {len(organisers)} organiser(s)"
+        letters = [
+            letter("alert", notices.health_alert(self.settings, address, problems, self.now()))
+            for address in organisers
+        ]
+        # queued with today's mark in one transaction: the alert is queued once, or not
+        self.storage.outbox.add(letters, self.now(), mark=("health_alert_date", today))
+        sent = self.send_outbox()
+        return (
+            f"organiser alert: {len(problems)} problem(s) for {len(organisers)} organiser(s); "
+            + sent.line()
+        )
 
     # ---- registrations through the public form ----
 
     def register_blog(self, name: str, url: str, email: str) -> RegistrationPreview:
         """Find the blog's feed and keep it for an organiser's approval."""
-        from .pipeline.registration import preview
-        from .pipeline.sanitize import sanitize_html
-        from .text import excerpt, html_to_text
+        from .pipeline.registration import latest_entries, preview
 
         address = auth.normalise_email(email)
         name, url = name.strip(), url.strip()
@@ -373,15 +387,7 @@ class Aggregator:
         self.storage.registrations.add(
             name, url, found.url, found.parsed.title, address, self.now()
         )
-        latest = [
-            EntryPreview(
-                e.title or "Untitled",
-                e.link,
-                excerpt(html_to_text(sanitize_html(e.content_html or e.summary_html, e.base)), 30),
-            )
-            for e in found.parsed.entries[:5]
-        ]
-        return RegistrationPreview(found.url, found.parsed.title, latest)
+        return RegistrationPreview(found.url, found.parsed.title, latest_entries(found.parsed))
 
     def registrations(self) -> list[RegistrationRow]:
         """Registrations waiting for an organiser."""

@@ -141,7 +141,7 @@ class MailSink:
     `refuse` holds addresses it answers 550 for, to test failed deliveries.
     """
 
-    def __init__(self, host: str = "127.0.0.1"):
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None):
         from aiosmtpd.controller import Controller
 
         self.messages: list[tuple[list[str], bytes]] = []
@@ -160,9 +160,11 @@ class MailSink:
                 return "250 Message accepted"
 
         # aiosmtpd cannot listen on port 0 (it probes its own port): pick a free one
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            self.port: int = probe.getsockname()[1]
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+                port = int(probe.getsockname()[1])
+        self.port: int = port
         self.controller = Controller(_Handler(), hostname=host, port=self.port)
 
     def start(self) -> MailSink:

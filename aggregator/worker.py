@@ -22,6 +22,8 @@ from .core import Aggregator
 from .errors import AggregatorError
 
 log = logging.getLogger("aggregator.worker")
+#: how often the worker sends what waits in the outbox
+OUTBOX_SECONDS = 60
 
 
 def digest_trigger(agg: Aggregator) -> CronTrigger:
@@ -69,6 +71,14 @@ class Worker:
         except AggregatorError as e:
             log.error("organiser alert failed: %s", e)
 
+    def outbox_job(self) -> None:
+        try:
+            report = self.agg.send_outbox()
+            if report.sent or report.failed:
+                log.info(report.line())
+        except AggregatorError as e:
+            log.error("outbox: %s (retried at the next run)", e)
+
     def start(self) -> None:
         agg = self.agg
         agg.publish()
@@ -81,6 +91,13 @@ class Worker:
             next_run_time=dt.datetime.now(dt.UTC),
         )
         self.scheduler.add_job(self.digest_job, digest_trigger(agg), id="digest")
+        # confirmations and alerts that could not go out at once
+        self.scheduler.add_job(
+            self.outbox_job,
+            IntervalTrigger(seconds=OUTBOX_SECONDS),
+            id="outbox",
+            next_run_time=dt.datetime.now(dt.UTC),
+        )
         if missed_digest_today(agg):
             log.info("digest: today's send time passed while stopped; sending now")
             self.scheduler.add_job(self.digest_job, id="digest-catch-up")

@@ -301,7 +301,9 @@ def test_organisers_are_alerted_once_a_day_about_failing_and_silent_feeds(agg, s
     assert agg.send_health_alert() == "organiser alert: nothing to report"  # not a day yet
     clock.advance(days=1)
     agg.update_feeds(include_not_due=True)
-    assert agg.send_health_alert().startswith("organiser alert: 2 problem(s) sent to 1")
+    alert = agg.send_health_alert()
+    assert alert.startswith("organiser alert: 2 problem(s) for 1 organiser(s)")
+    assert "outbox: 1 sent, 0 waiting" in alert
     ((rcpt, raw),) = mail.messages
     text = email.message_from_bytes(raw, policy=email.policy.default).get_content()
     assert rcpt == ["org@example.org"]
@@ -510,3 +512,29 @@ def test_a_large_request_body_is_refused_early(agg, web):
         "/register", files={"file": ("big.bin", b"0" * 1_000_000)}, data={"csrf": token}
     )
     assert upload.status_code == 413
+
+
+def test_a_subscription_made_while_the_mail_server_is_down_is_confirmed_once_it_is_back(
+    make_agg, clock
+):
+    port = free_port()  # nothing listens here yet: the mail server is down
+    agg = make_agg(digest={"smtp_host": "127.0.0.1", "smtp_port": port})
+    with TestClient(create_app(agg), base_url="https://example.org") as web:
+        token = csrf(web)
+        down = web.post("/subscribe", data={"email": "ann@example.org", "csrf": token})
+        known = web.post("/subscribe", data={"email": "ann@example.org", "csrf": token})
+    # the visitor is told at once, the same for a new and a known address
+    assert down.status_code == 200 and "Check your inbox" in down.text
+    assert known.status_code == 200
+    assert agg.send_outbox().waiting == 1  # one confirmation kept, none lost
+    with MailSink(port=port) as mail:
+        assert agg.send_outbox().sent == 0  # not due yet: it backs off after a failure
+        clock.advance(minutes=5)
+        report = agg.send_outbox()
+        assert (report.sent, report.waiting) == (1, 0)
+        clock.advance(hours=2)
+        agg.send_outbox()
+        ((rcpt, raw),) = mail.messages  # exactly once
+    assert rcpt == ["ann@example.org"]
+    link = re.search(rb"/confirm/(\S+)", raw).group(1).decode()
+    assert agg.confirm_subscription(link) == "ann@example.org"

@@ -1,4 +1,4 @@
-"""SMTP delivery shared by the digest and the web app's confirmation emails."""
+"""SMTP delivery shared by the digest and the outbox (confirmations, alerts)."""
 
 from __future__ import annotations
 
@@ -77,13 +77,3 @@ def simple_message(
     msg["Message-ID"] = make_msgid(domain=sender.domain or None)
     msg.set_content(text)
     return msg
-
-
-def send_one(settings: Settings, msg: EmailMessage) -> None:
-    mailer = Mailer(settings)
-    try:
-        mailer.send(msg)
-    except (OSError, smtplib.SMTPException) as e:
-        raise DeliveryError(f"the mail server did not take the message ({e})") from None
-    finally:
-        mailer.close()

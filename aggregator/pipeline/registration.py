@@ -11,12 +11,14 @@ import logging
 from dataclasses import dataclass
 
 from ..errors import AggregatorError, DiscoveryError, DuplicateFeedError, FeedError
-from ..records import AddedFeed
+from ..records import AddedFeed, EntryPreview, ParsedFeed
 from ..states import FeedKind
 from ..storage import Storage
+from ..text import excerpt, html_to_text
 from .discover import FoundFeed, discover, find_label_feeds
 from .fetch import FeedClient, FetchLimits, HostGate, fetch, open_client
 from .parse import parse_feed
+from .sanitize import sanitize_html
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,18 @@ async def preview(limits: FetchLimits, url: str) -> FoundFeed:
     """The main feed a blog's address leads to (the public registration form)."""
     async with open_client(4, limits) as (client, gate):
         return await discover(client, url, limits, gate)
+
+
+def latest_entries(parsed: ParsedFeed, count: int = 5) -> list[EntryPreview]:
+    """A feed's first entries as the registration form shows them: title, link, excerpt."""
+    return [
+        EntryPreview(
+            e.title or "Untitled",
+            e.link,
+            excerpt(html_to_text(sanitize_html(e.content_html or e.summary_html, e.base)), 30),
+        )
+        for e in parsed.entries[:count]
+    ]
 
 
 def store_found(

@@ -20,6 +20,7 @@ from .feeds import FeedStore
 if TYPE_CHECKING:
     from .accounts import AccountStore
     from .meta import MetaStore
+    from .outbox import OutboxStore
     from .posts import PostStore
     from .registrations import RegistrationStore
     from .subscribers import SubscriberStore
@@ -53,6 +54,12 @@ class Storage:
         from .registrations import RegistrationStore
 
         return RegistrationStore(self.engine)
+
+    @functools.cached_property
+    def outbox(self) -> OutboxStore:
+        from .outbox import OutboxStore
+
+        return OutboxStore(self.engine)
 
     @functools.cached_property
     def meta(self) -> MetaStore:

@@ -26,8 +26,15 @@ def _organiser_session_version(conn: Connection) -> None:
         )
 
 
+def _nothing(conn: Connection) -> None:
+    """A step whose change is a new table: `create_all` has made it already."""
+
+
 #: version -> step that brings a database from version-1 to version
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _organiser_session_version}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    2: _organiser_session_version,
+    3: _nothing,  # the outbox table
+}
 
 
 def sqlite_file(url: str) -> Path | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .types import SCHEMA_VERSION, UTCDateTime
@@ -162,3 +162,21 @@ class Registration(SQLModel, table=True):
     #: "pending" | "approved" | "rejected"
     status: str = Field(default="pending", max_length=16)
     created_at: dt.datetime = when(nullable=False)
+
+
+class Outbox(SQLModel, table=True):
+    """An email waiting to go out (confirmations, organisers' alerts), written in the same
+    transaction as the change that causes it and sent by the worker with backoff."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    recipient: str = Field(max_length=320)
+    #: the whole message, as the SMTP server will get it
+    message: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: dt.datetime = when(nullable=False)
+    next_attempt_at: dt.datetime = when(nullable=False, index=True)
+    attempts: int = 0
+    sent_at: dt.datetime | None = when()
+    #: why the last attempt failed, or why sending was given up
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    given_up: bool = False

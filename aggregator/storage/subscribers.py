@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -12,6 +13,7 @@ from sqlmodel import Session, col, select
 from ..errors import NotFoundError
 from ..states import DeliveryState
 from .models import Delivery, Subscriber
+from .outbox import Letter, queue, waiting_for
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,10 @@ class SubscriberStore:
             session.commit()
             return True
 
-    def request(self, email: str, now: dt.datetime) -> str | None:
-        """A subscription from the web form: the token to confirm with, or None when the
-        address already gets the digest (the caller answers the same either way)."""
+    def request(self, email: str, now: dt.datetime, confirmation: Callable[[str], Letter]) -> bool:
+        """A subscription from the web form. Unless the address already gets the digest,
+        queue its confirmation (`confirmation(token)`) in the same transaction; returns
+        whether one was queued (the caller answers the same either way)."""
         with Session(self.engine) as session:
             existing = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
             if existing is None:
@@ -76,13 +79,17 @@ class SubscriberStore:
                     email=email, token=secrets.token_urlsafe(24), confirmed=False, created_at=now
                 )
             elif existing.confirmed and existing.unsubscribed_at is None:
-                return None
+                return False
             else:
                 existing.confirmed = False
                 existing.unsubscribed_at = None
             session.add(existing)
+            letter = confirmation(existing.token)
+            # asked twice while the mail server is away: one confirmation is enough
+            if not waiting_for(session, letter.kind, letter.recipient):
+                queue(session, [letter], now)
             session.commit()
-            return existing.token
+            return True
 
     def by_token(self, token: str) -> str | None:
         with Session(self.engine) as session:

@@ -6,6 +6,7 @@ fetch them) shows a page with a button. The confirming and one-click unsubscribe
 
 from __future__ import annotations
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -47,21 +48,17 @@ async def subscribe(request: Request) -> Response:
     if not limit.subscribe_by_address.allow(address_key(address)):
         return too_many(request)
     site = agg.settings.event.site_url
-    try:
-        await in_thread(agg.request_subscription, address, lambda t: f"{site}confirm/{t}")
-    except AggregatorError:
-        return message(
-            request,
-            "Please try again later",
-            "We could not send the confirmation email just now.",
-            503,
-        )
-    # the same answer whether or not the address was known
-    return message(
+    await in_thread(agg.request_subscription, address, lambda t: f"{site}confirm/{t}")
+    # the same answer, at once, whether or not the address was known and whatever the
+    # mail server is doing: the confirmation waits in the outbox, sent after this answer
+    # (and retried by the worker if the mail server is away)
+    answer = message(
         request,
         "Check your inbox",
         f"If {address} is not subscribed yet, a confirmation link is on its way.",
     )
+    answer.background = BackgroundTask(agg.send_outbox)
+    return answer
 
 
 async def confirm(request: Request) -> Response:

@@ -1,0 +1,72 @@
+"""Sending what waits in the outbox: one SMTP connection a batch, each message once.
+
+A message is marked sent as soon as the server has taken it. When the server cannot be
+reached the batch stops and every message waits for the next run, retried with a
+growing delay (a minute, two, four, … at most an hour); a server that refuses one
+recipient fails that message alone. After `MAX_ATTEMPTS` a message is given up, with
+the reason kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import smtplib
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+from ..config import Settings
+from ..errors import DeliveryError
+from ..storage.outbox import Letter, OutboxStore
+from .mail import Mailer
+
+MAX_ATTEMPTS = 20
+MAX_DELAY = dt.timedelta(hours=1)
+
+
+@dataclass
+class OutboxReport:
+    sent: int = 0
+    failed: list[str] = field(default_factory=list)
+    waiting: int = 0
+
+    def line(self) -> str:
+        text = f"outbox: {self.sent} sent, {self.waiting} waiting"
+        return text + (f"; {self.failed[-1]}" if self.failed else "")
+
+
+def letter(kind: str, message: EmailMessage) -> Letter:
+    return Letter(kind, str(message["To"]), message.as_bytes(policy=email.policy.SMTP))
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """After the n-th failed attempt: 1, 2, 4 … minutes, at most an hour."""
+    return min(dt.timedelta(minutes=2 ** max(0, attempts - 1)), MAX_DELAY)
+
+
+def send_due(store: OutboxStore, settings: Settings, now: dt.datetime) -> OutboxReport:
+    report = OutboxReport()
+    mailer = Mailer(settings)
+    try:
+        for row in store.due(now):
+            msg = email.message_from_bytes(row.message, policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            try:
+                mailer.send(msg)
+            except (DeliveryError, OSError, smtplib.SMTPException) as e:
+                reason = str(e) if isinstance(e, DeliveryError) else f"the mail server: {e}"
+                attempts = row.attempts + 1
+                retry_at = now + retry_delay(attempts) if attempts < MAX_ATTEMPTS else None
+                store.failed(row.id, reason, retry_at)
+                report.failed.append(f"{row.recipient}: {reason}")
+                mailer.close()
+                if isinstance(e, DeliveryError) or not isinstance(e, smtplib.SMTPRecipientsRefused):
+                    break  # the server is not taking mail: the rest wait for the next run
+                continue
+            store.sent(row.id, now)
+            report.sent += 1
+    finally:
+        mailer.close()
+    report.waiting = store.waiting()
+    return report
