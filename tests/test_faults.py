@@ -1,0 +1,125 @@
+"""An operator's bad day: a poll or a publish killed with SIGKILL half-way loses
+nothing. The database stays intact, the outputs are whole (old or new, never half),
+and the next run completes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from aggregator.loopback import Response
+
+from .conftest import item, rss
+
+TAG = ("Co-production Week",)
+FEEDS = 40
+
+
+def _config(tmp_path: Path, site_base: str) -> Path:
+    lines = [
+        '[event]\nname = "Fault Week"\ntags = ["Co-production Week"]\n',
+        f'[database]\nurl = "sqlite:///{tmp_path / "data" / "faults.db"}"\n',
+        "[polling]\nallow_private_addresses = true\nconcurrency = 4\n"
+        "per_host_concurrency = 4\nper_host_per_second = 1000\n",
+        f'[publish]\noutput_dir = "{tmp_path / "out"}"\n',
+    ]
+    for n in range(FEEDS):
+        url = f"{site_base}/feed/{n}"
+        lines.append(f'[[contributors]]\nname = "Blog {n}"\nurl = "{url}"\nfeed = "{url}"\n')
+    path = tmp_path / "event.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _run(config: Path, *args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def _integrity(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _posts(db: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT title, count(*) FROM post GROUP BY title ORDER BY title"
+        ).fetchall()
+
+
+def test_a_poll_killed_half_way_loses_nothing_and_the_next_completes(tmp_path, site):
+    for n in range(FEEDS):
+        body = rss(item(f"Post {n}", guid=f"p{n}", categories=TAG))
+        site.routes[f"/feed/{n}"] = Response(body, delay=0.15)  # slow: the kill lands mid-poll
+    config = _config(tmp_path, site.base.rstrip("/"))
+    db = tmp_path / "data" / "faults.db"
+    poll = _run(config, "poll")
+    deadline = time.monotonic() + 20
+    while len(site.requests) < FEEDS // 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    poll.send_signal(signal.SIGKILL)
+    poll.wait(10)
+    assert len(site.requests) < FEEDS, "the poll ended before it was killed"
+    assert _integrity(db) == "ok"
+    again = _run(config, "poll", "--all")
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert "0 failed" in out
+    # every post is there, once, whether its feed was stored before the kill or after
+    assert _posts(db) == sorted((f"Post {n}", 1) for n in range(FEEDS))
+
+
+PUBLISH_LOOP = """
+import sys
+from aggregator.config import load_settings
+from aggregator.core import Aggregator
+from pathlib import Path
+with Aggregator(load_settings(Path(sys.argv[1]))) as agg:
+    print("ready", flush=True)
+    while True:
+        agg.publish()
+"""
+
+
+@pytest.mark.parametrize("kill_after", [0.05, 0.13, 0.31, 0.57])
+def test_a_publish_killed_half_way_leaves_whole_files(tmp_path, site, kill_after):
+    for n in range(FEEDS):
+        posts = [item(f"Post {n}.{k}", guid=f"p{n}-{k}", categories=TAG) for k in range(5)]
+        site.routes[f"/feed/{n}"] = Response(rss(*posts))
+    config = _config(tmp_path, site.base.rstrip("/"))
+    for command in ("poll", "publish"):  # the outputs exist: the kill lands on a rewrite
+        done = _run(config, command)
+        assert done.wait(120) == 0, done.stderr.read()
+    script = tmp_path / "publish_loop.py"
+    script.write_text(PUBLISH_LOOP)
+    loop = subprocess.Popen(
+        [sys.executable, str(script), str(config)], stdout=subprocess.PIPE, text=True
+    )
+    assert loop.stdout.readline().strip() == "ready"
+    time.sleep(kill_after)
+    os.kill(loop.pid, signal.SIGKILL)
+    loop.wait(10)
+    out = tmp_path / "out"
+    feed = feedparser.parse(str(out / "feed.atom"))
+    assert feed.bozo == 0 and len(feed.entries) == FEEDS * 5
+    assert (out / "index.html").read_text().rstrip().endswith("</html>")
+    assert (out / "contributors.opml").read_text().rstrip().endswith("</opml>")
+    # the next publish completes (a killed one may leave a hidden .tmp file, never a
+    # half-written output)
+    again = _run(config, "publish")
+    assert again.wait(60) == 0, again.stderr.read()
+    assert feedparser.parse(str(out / "feed.atom")).bozo == 0
