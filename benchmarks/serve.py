@@ -125,6 +125,7 @@ def main() -> None:
             sys.exit(f"needs {tool}: apt-get install wrk nginx-light")
     aggregator = [str(Path(sys.executable).with_name("aggregator"))]
     folder = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    folder.chmod(0o755)  # nginx's workers run as another user and must reach out/
     processes: list[subprocess.Popen[bytes]] = []
     results: dict[str, dict[str, float]] = {}
     try:
