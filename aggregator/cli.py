@@ -339,6 +339,8 @@ def outbox() -> None:
     for failure in report.failed:
         say(f"failed: {failure}", err=True)
     say(report.line())
+    if report.failed and not report.sent:
+        raise typer.Exit(1)  # the mail server took nothing: let cron's monitoring see it
 
 
 @app.command()
@@ -377,9 +379,7 @@ def serve(
 def demo(
     output_dir: Annotated[
         Path,
-        typer.Option(
-            help="Where the demo writes its outputs (its database goes beside it, in FOLDER-data)."
-        ),
+        typer.Option(help="Where the demo writes its outputs (emptied first)."),
     ] = Path("output/demo"),
 ) -> None:
     """Run the whole pipeline offline on bundled sample blogs served on loopback."""
@@ -396,7 +396,3 @@ from . import cli_people as _cli_people  # noqa: E402, F401
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()

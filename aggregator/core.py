@@ -32,6 +32,7 @@ from .records import (
 )
 from .states import FeedKind, RegistrationState
 from .storage import Storage
+from .storage.db import refuse_published_database
 
 if TYPE_CHECKING:
     from .outputs.digest import DigestReport
@@ -52,29 +53,11 @@ def system_clock() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _refuse_published_database(settings: Settings) -> None:
-    """The database holds the session signing key, organisers' password hashes and
-    subscribers' addresses: inside the published folder, a static web server would hand
-    it to anyone (and its key would sign a cookie that opens the dashboard)."""
-    from .storage.db import sqlite_file
-
-    path = sqlite_file(settings.database_url)
-    if path is None:
-        return
-    published = settings.output_dir.resolve()
-    if path.resolve() == published or published in path.resolve().parents:
-        raise ConfigError(
-            f"database.url: {path} is inside publish.output_dir ({settings.output_dir}), "
-            "which is published; it holds the session key and subscribers' addresses, so "
-            "keep it elsewhere, e.g. sqlite:///data/aggregator.db"
-        )
-
-
 class Aggregator:
     def __init__(self, settings: Settings, *, clock: Clock = system_clock):
         self.settings = settings
         self.clock = clock
-        _refuse_published_database(settings)
+        refuse_published_database(settings.database_url, settings.output_dir)
         #: for the aggregator's own modules (and tests): front ends call methods instead
         self.storage = Storage.open(settings.database_url)
         try:

@@ -8,6 +8,7 @@ registered from their homepages, polled and published into `output/demo/`.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from .config import settings_from_dict
 from .core import Aggregator
+from .errors import ConfigError
 from .loopback import LoopbackSite, MailSink, Response
 
 # (contributor, homepage path, feed path, sample file, feed type)
@@ -42,12 +44,7 @@ SAMPLE_BLOGS = [
 DEMO_SUBSCRIBERS = ["reader@example.org", "organiser@example.org"]
 
 
-def demo_data_dir(output_dir: Path) -> Path:
-    """The demo's database sits beside its outputs, never inside the published folder."""
-    return output_dir.with_name(output_dir.name + "-data")
-
-
-def demo_settings(output_dir: Path, smtp_port: int = 25) -> dict:
+def demo_settings(output_dir: Path, database: Path, smtp_port: int = 25) -> dict:
     return {
         "event": {
             "name": "Co-production Week 2017",
@@ -58,7 +55,7 @@ def demo_settings(output_dir: Path, smtp_port: int = 25) -> dict:
             "tags": ["Co-production Week", "#CoProductionWeek"],
             "keywords": ["co-production week"],
         },
-        "database": {"url": f"sqlite:///{demo_data_dir(output_dir) / 'aggregator.db'}"},
+        "database": {"url": f"sqlite:///{database}"},
         "polling": {"allow_private_addresses": True, "timeout_seconds": 10},
         "publish": {"output_dir": str(output_dir)},
         "digest": {
@@ -90,15 +87,28 @@ class DemoReport:
 
 
 def run_demo(output_dir: Path, echo: Callable[[str], None] = print) -> DemoReport:
+    output_dir = output_dir.resolve()
+    if (
+        output_dir.is_dir()
+        and any(output_dir.iterdir())
+        and not (output_dir / "feed.atom").exists()
+    ):
+        raise ConfigError(
+            f"--output-dir {output_dir}: not empty and not a demo's folder; the demo starts by "
+            "emptying it, so give a new or a demo folder"
+        )
     # a fresh start each time: the loopback port (and so every feed address) changes per run
-    for folder in (output_dir, demo_data_dir(output_dir)):
-        if folder.exists():
-            shutil.rmtree(folder)
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True)
     report = DemoReport()
-    with LoopbackSite() as site, MailSink() as mail:
+    # the demo's database lives only while it runs, and never in the published folder
+    with LoopbackSite() as site, MailSink() as mail, tempfile.TemporaryDirectory() as data:
         serve_samples(site)
-        settings = settings_from_dict(demo_settings(output_dir, mail.port), "demo settings")
+        database = Path(data) / "aggregator.db"
+        settings = settings_from_dict(
+            demo_settings(output_dir, database, mail.port), "demo settings"
+        )
         with Aggregator(settings) as agg:
             echo(f"Serving {len(SAMPLE_BLOGS)} sample blogs at {site.base}")
             for name, home, *_ in SAMPLE_BLOGS:

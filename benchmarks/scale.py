@@ -104,9 +104,9 @@ def main() -> None:
             )
 
             def status() -> None:
-                from aggregator.cli import STATUS_COLUMNS, plain_table, status_rows
+                from aggregator.cli_tables import STATUS_COLUMNS, plain_table, status_rows
 
-                io.StringIO().write(plain_table(STATUS_COLUMNS, status_rows(agg)))
+                io.StringIO().write(plain_table(STATUS_COLUMNS, status_rows(agg.status())))
 
             timed(f"status ({len(ids):,} feeds, plain text)", status)
 

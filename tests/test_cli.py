@@ -143,7 +143,7 @@ def test_python_dash_m_aggregator_runs_the_command():
 def test_demo_runs_offline_and_publishes_a_valid_feed(tmp_path):
     """The README's first command, as a real process."""
     result = subprocess.run(
-        [sys.executable, "-m", "aggregator.cli", "demo", "--output-dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "aggregator", "demo", "--output-dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -202,3 +202,60 @@ def test_organisers_are_added_listed_and_removed(tmp_path, database_url):
     assert removed.exit_code == 0 and "Removed organiser" in removed.output
     again = runner.invoke(app, ["--config", config, "organisers", "remove", "org@example.org"])
     assert again.exit_code == 1 and "no organiser account" in again.output
+
+
+def test_a_database_reached_through_a_link_in_the_published_folder_is_refused(tmp_path):
+    out, data = tmp_path / "out", tmp_path / "data"
+    out.mkdir()
+    data.mkdir()
+    (out / "db.sqlite").symlink_to(data / "db.sqlite")
+    config = tmp_path / "event.toml"
+    config.write_text(
+        f'[event]\nname = "W"\n[database]\nurl = "sqlite:///{out / "db.sqlite"}"\n'
+        f'[publish]\noutput_dir = "{out}"\n'
+    )
+    result = runner.invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 1 and "is inside publish.output_dir" in result.output
+
+
+def test_an_old_default_database_in_the_published_folder_must_be_moved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGGREGATOR_DATABASE_URL", raising=False)
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / "aggregator.db").write_bytes(b"")  # where 0.1.0 kept it
+    (tmp_path / "event.toml").write_text('[event]\nname = "W"\n')
+    result = runner.invoke(app, ["--config", "event.toml", "status"])
+    assert result.exit_code == 1
+    assert "mv output/aggregator.db* data/" in result.output
+    assert not (tmp_path / "data" / "aggregator.db").exists()  # no empty database made
+
+
+def test_outbox_fails_when_the_mail_server_takes_nothing(tmp_path, database_url):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, database_url)
+    with open(config, "a") as handle:
+        handle.write(f'\n[digest]\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\n')
+    from pathlib import Path
+
+    from aggregator.config import load_settings
+    from aggregator.core import Aggregator
+
+    with Aggregator(load_settings(Path(config))) as agg:
+        agg.request_subscription("ann@example.org", lambda t: f"https://x.example/confirm/{t}")
+    result = runner.invoke(app, ["--config", config, "outbox"])
+    assert result.exit_code == 1
+    assert "cannot reach the mail server" in result.output
+    assert "0 sent, 1 waiting" in result.output
+
+
+def test_the_demo_will_not_empty_a_folder_that_is_not_its_own(tmp_path):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work")
+    result = runner.invoke(app, ["demo", "--output-dir", str(folder)])
+    assert result.exit_code == 1 and "not a demo's folder" in result.output
+    assert (folder / "thesis.txt").exists()

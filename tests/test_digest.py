@@ -315,7 +315,7 @@ def test_run_polls_publishes_and_stops_on_sigterm(tmp_path, site):
     config = worker_config(tmp_path, url)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator.cli", "--config", str(config), "run"],
+        [sys.executable, "-m", "aggregator", "--config", str(config), "run"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

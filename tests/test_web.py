@@ -329,7 +329,7 @@ def test_serve_with_worker_polls_and_serves_then_stops_on_sigterm(tmp_path, site
         [
             sys.executable,
             "-m",
-            "aggregator.cli",
+            "aggregator",
             "--config",
             str(config),
             "serve",
@@ -538,3 +538,39 @@ def test_a_subscription_made_while_the_mail_server_is_down_is_confirmed_once_it_
     assert rcpt == ["ann@example.org"]
     link = re.search(rb"/confirm/(\S+)", raw).group(1).decode()
     assert agg.confirm_subscription(link) == "ann@example.org"
+
+
+def test_a_letter_taken_by_a_sender_that_died_goes_out_once_its_lease_ends(agg, mail, clock):
+    site = agg.settings.event.site_url
+    agg.request_subscription("ann@example.org", lambda t: f"{site}confirm/{t}")
+    (row,) = agg.storage.outbox.due(clock.now)
+    # another sender took it and died before sending
+    assert agg.storage.outbox.claim(row.id, clock.now, dt.timedelta(minutes=10))
+    assert not agg.storage.outbox.claim(row.id, clock.now, dt.timedelta(minutes=10))
+    assert agg.send_outbox().sent == 0 and mail.messages == []
+    clock.advance(minutes=11)
+    assert agg.send_outbox().sent == 1
+    assert agg.send_outbox().sent == 0
+    assert len(mail.messages) == 1
+
+
+def test_a_permanently_refused_address_is_given_up_at_once(agg, mail):
+    mail.refuse.add("gone@example.org")
+    site = agg.settings.event.site_url
+    agg.request_subscription("gone@example.org", lambda t: f"{site}confirm/{t}")
+    report = agg.send_outbox()
+    assert report.sent == 0 and report.waiting == 0 and "550" in report.failed[0]
+
+
+def test_a_re_created_account_does_not_revive_old_sessions(agg, web):
+    login(web, agg)
+    stolen = dict(web.cookies)
+    agg.remove_organiser("org@example.org")
+    agg.add_organiser("org@example.org", "correct horse battery")
+    other = TestClient(create_app(agg), base_url="https://example.org", cookies=stolen)
+    assert other.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_head_of_the_forms_shows_them(web):
+    assert web.head("/admin/login").status_code == 200
+    assert web.head("/register").status_code == 200

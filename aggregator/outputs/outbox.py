@@ -3,8 +3,10 @@
 A message is marked sent as soon as the server has taken it. When the server cannot be
 reached the batch stops and every message waits for the next run, retried with a
 growing delay (a minute, two, four, … at most an hour); a server that refuses one
-recipient fails that message alone. After `MAX_ATTEMPTS` a message is given up, with
-the reason kept.
+recipient fails that message alone (for good, when the refusal is permanent, 5xx).
+After `MAX_ATTEMPTS` (about 14 hours of trying) a message is given up, with the reason
+kept and shown by `aggregator outbox`. Each letter is claimed before it is sent, so
+senders running at once never send it twice.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from .mail import Mailer
 
 MAX_ATTEMPTS = 20
 MAX_DELAY = dt.timedelta(hours=1)
+#: how long a sender holds a letter it took; a sender that dies lets it go after this
+LEASE = dt.timedelta(minutes=10)
 
 
 @dataclass
@@ -37,7 +41,9 @@ class OutboxReport:
 
 
 def letter(kind: str, message: EmailMessage) -> Letter:
-    return Letter(kind, str(message["To"]), message.as_bytes(policy=email.policy.SMTP))
+    # SMTPUTF8 keeps an internationalised address whole (the SMTP policy would encode it
+    # into something that is no address); smtplib asks the server for SMTPUTF8 when needed
+    return Letter(kind, str(message["To"]), message.as_bytes(policy=email.policy.SMTPUTF8))
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
@@ -50,6 +56,8 @@ def send_due(store: OutboxStore, settings: Settings, now: dt.datetime) -> Outbox
     mailer = Mailer(settings)
     try:
         for row in store.due(now):
+            if not store.claim(row.id, now, LEASE):
+                continue  # another sender took it
             msg = email.message_from_bytes(row.message, policy=email.policy.default)
             assert isinstance(msg, EmailMessage)
             try:
@@ -57,7 +65,14 @@ def send_due(store: OutboxStore, settings: Settings, now: dt.datetime) -> Outbox
             except (DeliveryError, OSError, smtplib.SMTPException) as e:
                 reason = str(e) if isinstance(e, DeliveryError) else f"the mail server: {e}"
                 attempts = row.attempts + 1
-                retry_at = now + retry_delay(attempts) if attempts < MAX_ATTEMPTS else None
+                permanent = isinstance(e, smtplib.SMTPRecipientsRefused) and all(
+                    code >= 500 for code, _ in e.recipients.values()
+                )
+                retry_at = (
+                    now + retry_delay(attempts)
+                    if attempts < MAX_ATTEMPTS and not permanent
+                    else None
+                )
                 store.failed(row.id, reason, retry_at)
                 report.failed.append(f"{row.recipient}: {reason}")
                 mailer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -25,7 +26,16 @@ class AccountStore:
                 existing.session_version += 1
                 session.add(existing)
             else:
-                session.add(Organiser(email=email, password_hash=password_hash, created_at=now))
+                # a random first number: cookies of a removed account with the same address
+                # must not open the new one
+                session.add(
+                    Organiser(
+                        email=email,
+                        password_hash=password_hash,
+                        created_at=now,
+                        session_version=secrets.randbelow(2**31),
+                    )
+                )
             session.commit()
 
     def organiser_hash(self, email: str) -> str | None:

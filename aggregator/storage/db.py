@@ -6,13 +6,15 @@ MIGRATIONS, applied in order and recorded in the `meta` table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from ..errors import ConfigError
 from .types import SCHEMA_VERSION
@@ -46,6 +48,31 @@ def sqlite_file(url: str) -> Path | None:
     if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
+
+
+def refuse_published_database(url: str, output_dir: Path) -> None:
+    """The database holds the session signing key, organisers' password hashes and
+    subscribers' addresses: inside the published folder, a static web server would hand
+    it to anyone (and its key would sign a cookie that opens the dashboard)."""
+    path = sqlite_file(url)
+    if path is None:
+        return
+    published = [output_dir.resolve(), Path(os.path.abspath(output_dir))]
+    # the file itself and the name it is reached by: a link inside the folder is served too
+    for candidate in (path.resolve(), Path(os.path.abspath(path))):
+        if any(candidate == p or p in candidate.parents for p in published):
+            raise ConfigError(
+                f"database.url: {path} is inside publish.output_dir ({output_dir}), "
+                "which is published; it holds the session key and subscribers' addresses, so "
+                "keep it elsewhere, e.g. sqlite:///data/aggregator.db"
+            )
+    old = output_dir / "aggregator.db"
+    if not path.exists() and old.exists():
+        # version 0.1.0 kept it there by default: starting afresh would lose everything
+        raise ConfigError(
+            f"database.url: {path} does not exist, but {old} (where version 0.1.0 kept the "
+            f"database, in the published folder) does; move it: mv {old}* {path.parent}/"
+        )
 
 
 def make_engine(url: str) -> Engine:
@@ -92,21 +119,51 @@ def _stored_version(engine: Engine) -> int | None:
     return int(value) if value is not None else None
 
 
+#: the PostgreSQL advisory lock held while a process creates or migrates the schema
+_SCHEMA_LOCK = 727_000_001
+
+
 def create_schema(engine: Engine) -> None:
     """Create missing tables and apply pending migrations (idempotent).
 
     A database already at this version costs one query: the table classes (SQLModel,
-    slow to import) are loaded only when something is to be created or migrated."""
+    slow to import) are loaded only when something is to be created or migrated. Two
+    processes starting at once (cron's jobs, several workers) do it one at a time on
+    PostgreSQL (an advisory lock); on SQLite the one that loses the race finds the work
+    done and goes on."""
     if _stored_version(engine) == SCHEMA_VERSION:
         return
+    try:
+        with _schema_lock(engine):
+            if _stored_version(engine) != SCHEMA_VERSION:
+                _create_or_migrate(engine)
+    except (OperationalError, ProgrammingError, IntegrityError) as e:
+        if _stored_version(engine) == SCHEMA_VERSION:
+            return  # another process made or migrated it meanwhile
+        raise ConfigError(f"database: cannot open ({getattr(e, 'orig', e)})") from None
+
+
+@contextlib.contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK})
+            conn.commit()
+
+
+def _create_or_migrate(engine: Engine) -> None:
     from sqlmodel import Session, SQLModel, select
 
     from . import models
 
-    try:
-        SQLModel.metadata.create_all(engine)
-    except OperationalError as e:
-        raise ConfigError(f"database: cannot open ({e.orig})") from None
+    SQLModel.metadata.create_all(engine)
     with Session(engine) as session:
         row = session.exec(select(models.Meta).where(models.Meta.key == "schema_version")).first()
         current = int(row.value) if row else SCHEMA_VERSION

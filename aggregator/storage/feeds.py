@@ -145,12 +145,13 @@ _DUE_NOW = text(
 ).bindparams(_NOW)
 _INSERT_CONTRIBUTOR = text(
     "INSERT INTO contributor (name, homepage, all_posts, created_at)"
-    " VALUES (:name, :homepage, :all_posts, :now)"
+    " VALUES (:name, :homepage, :all_posts, :now) ON CONFLICT (name) DO NOTHING"
 ).bindparams(_NOW)
 _INSERT_FEED = text(
     "INSERT INTO feed (contributor_id, url, kind, title, error_count, gone, paused,"
     " created_at, next_due_at)"
     " VALUES (:contributor_id, :url, :kind, '', 0, :no, :no, :now, :now)"
+    " ON CONFLICT (url) DO NOTHING"
 ).bindparams(_NOW)
 
 
@@ -182,7 +183,8 @@ class FeedStore:
 
     def sync_seeds(self, seeds: list[ContributorSeed], now: dt.datetime) -> None:
         """Register the config's contributors not registered yet, with their feed when
-        the config gives one. A constant number of queries, however many there are."""
+        the config gives one. A constant number of queries, however many there are; a
+        process starting at the same moment that registers them first wins, quietly."""
         with self.engine.begin() as conn:
             known = set(conn.execute(text("SELECT name FROM contributor")).scalars())
             missing = [s for s in seeds if s.name not in known]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -91,6 +92,24 @@ class OutboxStore:
                 .limit(limit)
             ).all()
             return [OutboxRow.from_model(r) for r in rows]
+
+    def claim(self, outbox_id: int, now: dt.datetime, lease: dt.timedelta) -> bool:
+        """Take a due letter for sending: True for one sender only, however many run at
+        once (the web app's background task, the worker, `aggregator outbox`). A sender
+        that dies holding it lets the lease run out, and the letter is due again."""
+        with Session(self.engine) as session:
+            taken = session.execute(
+                update(Outbox)
+                .where(
+                    col(Outbox.id) == outbox_id,
+                    col(Outbox.sent_at).is_(None),
+                    col(Outbox.given_up).is_(False),
+                    col(Outbox.next_attempt_at) <= now,
+                )
+                .values(next_attempt_at=now + lease)
+            )
+            session.commit()
+            return bool(getattr(taken, "rowcount", 0) == 1)
 
     def sent(self, outbox_id: int, now: dt.datetime) -> None:
         with Session(self.engine) as session:

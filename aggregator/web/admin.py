@@ -119,7 +119,7 @@ ACTIONS: dict[str, Handler] = {
 
 
 async def login(request: Request) -> Response:
-    if request.method == "GET":
+    if request.method != "POST":
         return render(request, "login.html")
     data = await checked_form(request)
     if not limits(request).login_by_client.allow(client(request)):

@@ -91,7 +91,6 @@ async def _too_large(send: Send) -> None:
             "headers": [
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),
-                *_ALWAYS,
             ],
         }
     )

@@ -11,7 +11,7 @@ from .support import aggregator, checked_form, client, in_thread, limits, render
 
 
 async def register(request: Request) -> Response:
-    if request.method == "GET":
+    if request.method != "POST":
         return render(request, "register.html", found=None)
     data = await checked_form(request)
     if not limits(request).register_by_client.allow(client(request)):
