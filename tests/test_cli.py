@@ -259,3 +259,17 @@ def test_the_demo_will_not_empty_a_folder_that_is_not_its_own(tmp_path):
     result = runner.invoke(app, ["demo", "--output-dir", str(folder)])
     assert result.exit_code == 1 and "not a demo's folder" in result.output
     assert (folder / "thesis.txt").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = tmp_path / "event.toml"
+    config.write_text(
+        f'[event]\nname = "W"\n[database]\nurl = "sqlite:///{tmp_path / "data" / "a.db"}"\n'
+        f'[publish]\noutput_dir = "{blocker / "out"}"\n'
+    )
+    result = runner.invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 1
+    assert "publish.output_dir: cannot create" in result.output
+    assert len(result.output.strip().splitlines()) == 1
