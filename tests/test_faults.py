@@ -1,6 +1,6 @@
-"""An operator's bad day: a poll or a publish killed with SIGKILL half-way loses
-nothing. The database stays intact, the outputs are whole (old or new, never half),
-and the next run completes."""
+"""An operator's bad day: a poll or a publish killed with SIGKILL half-way, or the
+PostgreSQL server restarted mid-poll, loses nothing. The database stays intact, the
+outputs are whole (old or new, never half), and the next run completes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -123,3 +125,107 @@ def test_a_publish_killed_half_way_leaves_whole_files(tmp_path, site, kill_after
     again = _run(config, "publish")
     assert again.wait(60) == 0, again.stderr.read()
     assert feedparser.parse(str(out / "feed.atom")).bozo == 0
+
+
+def _pg_binaries() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def throwaway_postgres(tmp_path):
+    """A PostgreSQL cluster of the test's own (never the machine's shared server), made
+    with the installed binaries on a free port, so the test may restart it."""
+    import pwd
+    import shutil as sh
+    import socket
+
+    binaries = _pg_binaries()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) installed")
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        if sh.which("runuser") is None:
+            pytest.skip("running as root without runuser to drop to the postgres user")
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    folder = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp"))
+    if run_as:
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    data = folder / "data"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    log = folder / "log"
+
+    def pg_ctl(*args: str) -> None:
+        # the server's output goes to its log file: a pipe held open by the server would
+        # keep pg_ctl's caller waiting for ever
+        subprocess.run(
+            [*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-w", "-l", str(log), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=90,
+        )
+
+    subprocess.run(
+        [*run_as, str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg_ctl("-o", options, "start")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", pg_ctl, options
+    finally:
+        subprocess.run(
+            [*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        sh.rmtree(folder, ignore_errors=True)
+
+
+def test_postgresql_restarted_mid_poll_loses_nothing(tmp_path, site, throwaway_postgres):
+    from aggregator.config import settings_from_dict
+    from aggregator.core import Aggregator
+
+    from .conftest import base_settings
+
+    url, pg_ctl, options = throwaway_postgres
+    for n in range(FEEDS):
+        body = rss(item(f"Post {n}", guid=f"p{n}", categories=TAG))
+        site.routes[f"/feed/{n}"] = Response(body, delay=0.1)
+    settings = settings_from_dict(base_settings(tmp_path, url, polling={"concurrency": 4}))
+    with Aggregator(settings) as agg:
+        for n in range(FEEDS):
+            feed = site.url(f"/feed/{n}")
+            contributor = agg.storage.feeds.add_contributor(f"Blog {n}", feed, False, agg.now())
+            agg.storage.feeds.add_feed(contributor, feed, "main", "", agg.now())
+        results: list = []
+        poller = threading.Thread(target=lambda: results.append(agg.update_feeds()))
+        poller.start()
+        deadline = time.monotonic() + 20
+        while len(site.requests) < FEEDS // 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pg_ctl("-m", "fast", "-o", options, "restart")  # gone mid-poll, then back
+        poller.join(120)
+        assert not poller.is_alive() and results, "the poll did not come through the restart"
+        (first,) = results
+        for failed in (r for r in first.results if r.outcome == "failed"):
+            assert failed.error.startswith("database unavailable"), failed.error
+        # no driver text reaches what an organiser reads
+        assert all("psycopg" not in (row.reason or "") for row in agg.status())
+        second = agg.update_feeds(include_not_due=True)
+        assert second.failed == 0
+        with agg.storage.engine.connect() as conn:
+            import sqlalchemy
+
+            titles = conn.execute(sqlalchemy.text("SELECT title FROM post ORDER BY title"))
+            assert sorted(t for (t,) in titles) == sorted(f"Post {n}" for n in range(FEEDS))

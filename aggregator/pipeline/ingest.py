@@ -323,7 +323,11 @@ def with_db_retry(action: Callable[[], T]) -> T:
             return action()
         except OperationalError as e:
             if attempt == DB_RETRIES - 1:
-                raise FeedError(f"the database was unavailable ({str(e.orig)[:120]})") from None
+                # the driver's words go to the log; an organiser reads what to expect
+                log.error("database unavailable: %s", e.orig)
+                raise FeedError(
+                    "database unavailable: this feed is read again at the next poll"
+                ) from None
             log.warning("database busy (%s); retrying", e.orig)
             time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
