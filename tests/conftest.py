@@ -3,6 +3,7 @@ PostgreSQL where AGGREGATOR_TEST_DATABASE_URL is set), and small feed builders."
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
@@ -224,3 +225,52 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def web_server(tmp_path: Path, *, slow_callback: float | None = None) -> Iterator[tuple]:
+    """`aggregator serve` for real: uvicorn on a free loopback port in a thread, with a
+    mail sink for its emails; yields (base URL, aggregator, mail sink). With
+    `slow_callback`, its event loop runs in asyncio's debug mode and reports every
+    callback slower than that many seconds (to the `asyncio` logger)."""
+    import asyncio
+    import threading
+    import time
+
+    import uvicorn
+
+    from aggregator.loopback import MailSink
+    from aggregator.web import create_app
+
+    port = free_port()
+    with MailSink() as mail:
+        data = base_settings(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'web.db'}",
+            digest={"smtp_host": "127.0.0.1", "smtp_port": mail.port},
+        )
+        data["event"]["site_url"] = f"http://127.0.0.1:{port}/"
+        agg = Aggregator(settings_from_dict(data))
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(agg), host="127.0.0.1", port=port, log_level="warning")
+        )
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            if slow_callback is not None:
+                loop.set_debug(True)
+                loop.slow_callback_duration = slow_callback
+            loop.run_until_complete(server.serve())
+            loop.close()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}", agg, mail
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            agg.close()

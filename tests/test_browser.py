@@ -7,18 +7,14 @@ import email
 import email.policy
 import re
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from aggregator.config import settings_from_dict
-from aggregator.core import Aggregator
-from aggregator.loopback import MailSink, Response
-from aggregator.web import create_app
+from aggregator.loopback import Response
 
-from .conftest import base_settings, free_port, item, rss, serve_feed
+from .conftest import item, rss, serve_feed, web_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "output" / "screenshots"
@@ -29,28 +25,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def server(tmp_path, site):
-    import uvicorn
-
-    port = free_port()
-    with MailSink() as mail:
-        data = base_settings(
-            tmp_path,
-            f"sqlite:///{tmp_path / 'web.db'}",
-            digest={"smtp_host": "127.0.0.1", "smtp_port": mail.port},
-        )
-        data["event"]["site_url"] = f"http://127.0.0.1:{port}/"
-        agg = Aggregator(settings_from_dict(data))
-        config = uvicorn.Config(create_app(agg), host="127.0.0.1", port=port, log_level="warning")
-        uv = uvicorn.Server(config)
-        thread = threading.Thread(target=uv.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not uv.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", agg, mail
-        uv.should_exit = True
-        thread.join(10)
-        agg.close()
+    with web_server(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture

@@ -4,21 +4,13 @@ loads the dashboard, a reader subscribes and a contributor registers a blog."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import threading
-import time
 
 import httpx
 import pytest
 
-from aggregator.config import settings_from_dict
-from aggregator.core import Aggregator
-from aggregator.loopback import MailSink
-from aggregator.web import create_app
-
-from .conftest import base_settings, free_port, item, rss, serve_feed
+from .conftest import item, rss, serve_feed, web_server
 
 SLOW = 0.05
 
@@ -36,48 +28,18 @@ class SlowCallbacks(logging.Handler):
 
 @pytest.fixture
 def debug_server(tmp_path, site):
-    import uvicorn
-
-    port = free_port()
-    with MailSink() as mail:
-        data = base_settings(
-            tmp_path,
-            f"sqlite:///{tmp_path / 'web.db'}",
-            digest={"smtp_host": "127.0.0.1", "smtp_port": mail.port},
-        )
-        data["event"]["site_url"] = f"http://127.0.0.1:{port}/"
-        agg = Aggregator(settings_from_dict(data))
-        for n in range(300):  # a dashboard with rows enough to take time to build
-            agg.storage.feeds.add_contributor(
-                f"Contributor {n}", f"https://b{n}.example/", False, agg.now()
-            )
-        agg.storage.feeds.sync_seeds([], agg.now())
-        agg.add_organiser("org@example.org", "a long enough password")
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(agg), host="127.0.0.1", port=port, log_level="warning")
-        )
-        watcher = SlowCallbacks()
-        logging.getLogger("asyncio").addHandler(watcher)
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            loop.set_debug(True)
-            loop.slow_callback_duration = SLOW
-            loop.run_until_complete(server.serve())
-            loop.close()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}", watcher, mail
-        finally:
-            server.should_exit = True
-            thread.join(10)
-            logging.getLogger("asyncio").removeHandler(watcher)
-            agg.close()
+    watcher = SlowCallbacks()
+    logging.getLogger("asyncio").addHandler(watcher)
+    try:
+        with web_server(tmp_path, slow_callback=SLOW) as (base, agg, mail):
+            for n in range(300):  # a dashboard with rows enough to take time to build
+                agg.storage.feeds.add_contributor(
+                    f"Contributor {n}", f"https://b{n}.example/", False, agg.now()
+                )
+            agg.add_organiser("org@example.org", "a long enough password")
+            yield base, watcher, mail
+    finally:
+        logging.getLogger("asyncio").removeHandler(watcher)
 
 
 def _csrf(client: httpx.Client, path: str) -> str:
