@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -222,11 +224,14 @@ def poll(
         ),
     ] = False,
 ) -> None:
-    """Fetch due feeds once and store new event posts."""
+    """Fetch due feeds once and store new event posts. SIGTERM stops it after the feeds
+    in progress, freeing the rest for other workers."""
     from .cli_tables import poll_with_progress
 
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with aggregator() as agg:
-        summary = poll_with_progress(agg, include_not_due=all_feeds)
+        summary = poll_with_progress(agg, include_not_due=all_feeds, stop=stop)
     for result in summary.results:
         if result.outcome is PollOutcome.FAILED:
             say(f"failed: {result.url}: {result.error}", err=True)
@@ -246,7 +251,8 @@ def publish() -> None:
 @app.command()
 @friendly
 def status() -> None:
-    """One row per feed: last fetch, result, errors in a row, next try, posts kept."""
+    """One row per feed: last fetch, result, errors in a row, next try, posts kept; then
+    the workers alive and the feeds each is polling."""
     from .cli_tables import (
         RICH_TABLE_MAX_ROWS,
         STATUS_COLUMNS,
@@ -254,16 +260,19 @@ def status() -> None:
         print_table,
         rich_status,
         status_rows,
+        workers_lines,
     )
 
     with aggregator() as agg:
         rows = status_rows(agg.status())
+        workers, now = agg.workers(), agg.now()
     if not rows:
         say("No feeds yet. Add one with: aggregator contributors add NAME URL")
     elif sys.stdout.isatty() and len(rows) <= RICH_TABLE_MAX_ROWS:
         print_table(rich_status(rows))
     else:
         say(plain_table(STATUS_COLUMNS, rows))
+    say(workers_lines(workers, now))
 
 
 @posts_app.command("hide")

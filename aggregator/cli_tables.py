@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from .health import FeedHealth
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .core import Aggregator
     from .records import PollSummary
     from .storage.feeds import ContributorRow
+    from .storage.leases import WorkerRow
     from .storage.subscribers import SubscriberRow
 
 STATUS_COLUMNS = (
@@ -35,6 +37,23 @@ RICH_TABLE_MAX_ROWS = 300
 
 def when(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+def workers_lines(
+    workers: list[tuple[WorkerRow, list[str]]], now: dt.datetime, *, shown: int = 5
+) -> str:
+    """The workers alive, when each last reported, and the feeds each holds."""
+    if not workers:
+        return "Workers: none running (start one with: aggregator run)"
+    lines = [f"Workers: {len(workers)} alive"]
+    for w, feeds in workers:
+        ago = max(0, int((now - w.last_seen_at).total_seconds()))
+        line = f"  {w.id} (aggregator {w.command or '?'}): last report {ago} s ago"
+        if feeds:
+            more = f" and {len(feeds) - shown} more" if len(feeds) > shown else ""
+            line += f"; polling {len(feeds)} feed(s): {', '.join(feeds[:shown])}{more}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def print_table(table: Table) -> None:
@@ -86,10 +105,12 @@ def rich_status(rows: list[tuple[str, ...]]) -> Table:
     return table
 
 
-def poll_with_progress(agg: Aggregator, *, include_not_due: bool) -> PollSummary:
+def poll_with_progress(
+    agg: Aggregator, *, include_not_due: bool, stop: threading.Event | None = None
+) -> PollSummary:
     """A poll with a progress bar on a terminal, silent when piped (cron, logs)."""
     if not sys.stdout.isatty():
-        return agg.update_feeds(include_not_due=include_not_due)
+        return agg.update_feeds(include_not_due=include_not_due, stop=stop)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -98,6 +119,7 @@ def poll_with_progress(agg: Aggregator, *, include_not_due: bool) -> PollSummary
         task = progress.add_task("poll", total=None)
         return agg.update_feeds(
             include_not_due=include_not_due,
+            stop=stop,
             on_start=lambda n: progress.update(task, total=n),
             on_result=lambda _r: progress.advance(task),
         )

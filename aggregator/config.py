@@ -77,6 +77,9 @@ class PollingSettings(_Section):
     allow_private_addresses: bool = False
     #: consecutive-failure backoff never waits longer than this
     max_backoff_hours: Annotated[float, Field(gt=0)] = 24
+    #: a worker holds the feeds it polls this long past its last heartbeat (every third
+    #: of it): a worker killed holding feeds lets the others take them after this
+    lease_seconds: Annotated[float, Field(ge=3, le=86400)] = 300
 
 
 class PublishSettings(_Section):

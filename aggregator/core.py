@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-from collections.abc import Callable
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import auth, health
 from .config import Settings
@@ -30,7 +32,7 @@ from .records import (
     PollSummary,
     RegistrationPreview,
 )
-from .states import FeedKind, RegistrationState
+from .states import RegistrationState
 from .storage import Storage
 from .storage.db import refuse_published_database
 
@@ -41,11 +43,14 @@ if TYPE_CHECKING:
     from .outputs.publish import PageDigest
     from .pipeline.fetch import FetchLimits
     from .storage.feeds import ContributorRow
+    from .storage.leases import WorkerRow
     from .storage.outbox import Letter
     from .storage.posts import PostView
     from .storage.registrations import RegistrationRow
     from .storage.subscribers import SubscriberRow
+    from .workers import WorkerSession
 
+T = TypeVar("T")
 Clock = Callable[[], dt.datetime]
 
 
@@ -57,6 +62,7 @@ class Aggregator:
     def __init__(self, settings: Settings, *, clock: Clock = system_clock):
         self.settings = settings
         self.clock = clock
+        self._worker: WorkerSession | None = None
         refuse_published_database(settings.database_url, settings.output_dir)
         #: for the aggregator's own modules (and tests): front ends call methods instead
         self.storage = Storage.open(settings.database_url)
@@ -126,14 +132,9 @@ class Aggregator:
         return self.storage.feeds.remove_contributor(name)
 
     def opml_entries(self) -> list[OpmlEntry]:
-        from .outputs.opml import OpmlEntry
+        from .outputs.opml import entries_of
 
-        return [
-            OpmlEntry(c.name, c.homepage, f.url, c.all_posts)
-            for c in self.contributors()
-            for f in c.feeds
-            if f.kind is FeedKind.MAIN
-        ]
+        return entries_of(self.contributors())
 
     def export_opml(self, path: Path | None = None) -> bytes:
         from .outputs.files import write_atomic
@@ -150,52 +151,81 @@ class Aggregator:
         from .outputs.opml import read_opml
 
         added, problems = [], []
-        for entry in read_opml(path):
+        for e in read_opml(path):
             try:
-                added.append(
-                    self.add_contributor(
-                        entry.name, entry.homepage, feed=entry.feed_url, all_posts=entry.all_posts
-                    )
+                new = self.add_contributor(
+                    e.name, e.homepage, feed=e.feed_url, all_posts=e.all_posts
                 )
-            except AggregatorError as e:
-                problems.append(f"{entry.name}: {e}")
+                added.append(new)
+            except AggregatorError as error:
+                problems.append(f"{e.name}: {error}")
         return added, problems
 
     # ---- polling, publishing, health ----
+
+    @contextlib.contextmanager
+    def working(self, command: str) -> Iterator[WorkerSession]:
+        """Be a worker for the block (re-entrant; on SQLite, the only one: see `workers`)."""
+        if self._worker is not None:
+            yield self._worker
+            return
+        from .workers import WorkerSession
+
+        with WorkerSession(self.storage, self.settings, self.clock, command) as worker:
+            self._worker = worker
+            try:
+                yield worker
+            finally:
+                self._worker = None
 
     def update_feeds(
         self,
         *,
         include_not_due: bool = False,
+        stop: threading.Event | None = None,
         on_start: Callable[[int], None] | None = None,
         on_result: Callable[[FeedUpdateResult], None] | None = None,
     ) -> PollSummary:
-        """One polling cycle over due feeds (all feeds with include_not_due)."""
-        if not self._anything_to_poll(include_not_due):
+        """One polling cycle over the due feeds this worker can claim (every feed with
+        include_not_due); `stop` ends it early, releasing what is not started."""
+        feeds = self.storage.feeds
+        if not feeds.contributors_without_feeds() and not feeds.due(
+            self.now(), include_not_due=include_not_due
+        ):
             if on_start:
                 on_start(0)
             return PollSummary()  # without loading the HTTP client and the parsers
         from .pipeline.poll import run_poll
 
-        return asyncio.run(
-            run_poll(
-                self.storage,
-                self.settings,
-                self.rules,
-                self.limits,
-                self.now,
+        with self.working("poll") as worker:
+            poll = run_poll(
+                *(self.storage, self.settings, self.rules, self.limits, self.now, worker),
                 include_not_due=include_not_due,
+                stop=stop,
                 on_start=on_start,
                 on_result=on_result,
             )
-        )
+            return asyncio.run(poll)
 
-    def _anything_to_poll(self, include_not_due: bool) -> bool:
-        feeds = self.storage.feeds
-        return bool(
-            feeds.contributors_without_feeds()
-            or feeds.due(self.now(), include_not_due=include_not_due)
-        )
+    def run_job(self, name: str, action: Callable[[], T], *, wanted: bool = False) -> T | None:
+        """Run a job on one worker at a time (None when another has it); with `wanted`, only
+        if asked for (`want_job`) since it last ran, and again if asked for meanwhile."""
+        jobs, result = self.storage.jobs, None
+        with self.working("run") as worker:
+            while jobs.claim(name, worker.id, self.now(), worker.until(), wanted=wanted):
+                try:
+                    result = action()
+                finally:
+                    jobs.finish(name, worker.id, self.now())
+                if not wanted:
+                    break
+        return result
+
+    def want_job(self, name: str) -> None:
+        self.storage.jobs.want(name)
+
+    def job_done_for(self, name: str) -> str | None:
+        return self.storage.jobs.done_for(name)
 
     def publish(self) -> list[Path]:
         """Write feed.atom, index.html and contributors.opml."""
@@ -213,6 +243,13 @@ class Aggregator:
             health.of_contributor_without_feed(c)
             for c in self.storage.feeds.contributors_without_feeds()
         ]
+
+    def workers(self) -> list[tuple[WorkerRow, list[str]]]:
+        """The workers alive (heard from within a lease), each with the feeds it holds."""
+        leases, now = self.storage.leases, self.now()
+        held = leases.leased(now)
+        alive = dt.timedelta(seconds=self.settings.polling.lease_seconds)
+        return [(w, held.get(w.id, [])) for w in leases.workers(now, alive)]
 
     def health_problems(self) -> list[str]:
         """Feeds failing for a day or more, and contributors with nothing for the event yet."""
@@ -299,9 +336,10 @@ class Aggregator:
         """Send the digest for a local date (default today) to everyone not yet served."""
         from .outputs import digest
 
-        report = digest.send_digest(
-            self.storage, self.settings, date or self.local_today(), self.now()
-        )
+        date = date or self.local_today()
+        report = digest.send_digest(self.storage, self.settings, date, self.now())
+        # every subscriber served or given up on: no worker needs to catch it up
+        self.storage.jobs.mark_done("digest", date.isoformat())
         if report.posts:
             self.publish()  # index.html lists the archived digest
         return report
@@ -317,44 +355,22 @@ class Aggregator:
         write_atomic(path, self.preview_digest_html(date).encode("utf-8"))
         return path
 
-    def digest_made(self, date: dt.date) -> bool:
-        return any(made == date for made, _ in self.storage.posts.digests())
-
     def digest_archive(self) -> list[PageDigest]:
         """Digests made so far whose archived copy exists, newest first."""
-        from .outputs.publish import PageDigest
+        from .outputs.publish import archived
 
-        folder = self.settings.output_dir / "digests"
-        return [
-            PageDigest(date, f"digests/{date.isoformat()}.html", count)
-            for date, count in self.storage.posts.digests()
-            if (folder / f"{date.isoformat()}.html").exists()
-        ]
+        return archived(self.settings.output_dir, self.storage.posts.digests())
 
     def send_health_alert(self) -> str:
-        """Queue an email to the organisers listing problems, at most once a day, and send
-        what the outbox holds."""
-        from .outputs import notices
-        from .outputs.outbox import letter
+        """Queue an email to the organisers listing problems, at most once a day (however
+        many workers try), and send what the outbox holds."""
+        from .outputs.notices import queue_health_alert
 
-        today = self.local_today().isoformat()
-        if self.storage.meta.get("health_alert_date") == today:
-            return "organiser alert: already sent today"
-        problems = self.health_problems()
         organisers = self.storage.accounts.organiser_emails()
-        if not problems or not organisers:
-            return "organiser alert: nothing to report"
-        letters = [
-            letter("alert", notices.health_alert(self.settings, address, problems, self.now()))
-            for address in organisers
-        ]
-        # queued with today's mark in one transaction: the alert is queued once, or not
-        self.storage.outbox.add(letters, self.now(), mark=("health_alert_date", today))
-        sent = self.send_outbox()
-        return (
-            f"organiser alert: {len(problems)} problem(s) for {len(organisers)} organiser(s); "
-            + sent.line()
+        queued, line = queue_health_alert(
+            self.storage, self.settings, self.health_problems, organisers, self.now()
         )
+        return f"{line}; {self.send_outbox().line()}" if queued else line
 
     # ---- registrations through the public form ----
 
@@ -422,6 +438,13 @@ class Aggregator:
 
     def organisers(self) -> list[str]:
         return self.storage.accounts.organiser_emails()
+
+    def allow(self, limit: str, key: str, hits: int, seconds: float) -> bool:
+        """Count a hit on a shared rate limit: False once `key` (kept hashed) made more
+        than `hits` in `seconds`, in any process."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        window = dt.timedelta(seconds=seconds)
+        return self.storage.rates.hit(f"{limit}:{digest}", hits, window, self.now())
 
     def session_secret(self) -> str:
         return self.storage.meta.secret_key()

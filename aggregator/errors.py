@@ -42,3 +42,7 @@ class NotFoundError(AggregatorError):
 
 class DeliveryError(AggregatorError):
     """The mail server could not be reached or refused the digest."""
+
+
+class BusyError(AggregatorError):
+    """Another process holds what this one needs (a second worker on SQLite)."""

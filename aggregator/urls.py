@@ -6,9 +6,8 @@ post up by its link); pure functions over strings.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
-
-from w3lib.url import canonicalize_url
 
 # query parameters that only say where a reader came from
 _TRACKING_PARAMS = frozenset(
@@ -65,6 +64,8 @@ def canonical_url(url: str | None) -> str | None:
     )
     rebuilt = urlunsplit((scheme, netloc, parts.path or "/", query, ""))
     try:
+        from w3lib.url import canonicalize_url  # 45 ms to import: not on the start-up path
+
         return canonicalize_url(rebuilt)
     except ValueError:
         return rebuilt
@@ -96,3 +97,16 @@ def absolute_url(url: str | None, base: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
     return resolved
+
+
+def host_key(url: str) -> str:
+    """Blogs on one platform share its servers: *.blogspot.com counts as one host."""
+    try:
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    except ValueError:  # an address Python cannot split (a broken IPv6 literal)
+        return ""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        return ".".join(host.rsplit(".", 2)[-2:])

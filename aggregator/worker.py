@@ -1,13 +1,16 @@
 """`aggregator run`: poll every interval (then publish), send the digest daily.
 
 APScheduler 3 runs the jobs in one worker thread, so a poll and a digest never
-overlap and two polls never run at once. SIGINT/SIGTERM stop the scheduler
-after the job in progress finishes: no half-written output, no half-recorded
-digest.
+overlap and two polls never run at once in one process; across processes, feeds are
+claimed, and publishing and the digest are jobs one worker at a time runs.
+SIGINT/SIGTERM stop the scheduler after the job in progress finishes (a poll stops
+claiming and frees the feeds it has not started): no half-written output, no
+half-recorded digest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import signal
@@ -22,8 +25,8 @@ from .core import Aggregator
 from .errors import AggregatorError
 
 log = logging.getLogger("aggregator.worker")
-#: how often the worker sends what waits in the outbox
-OUTBOX_SECONDS = 60
+#: how often the worker sends what waits in the outbox and looks for jobs left undone
+TICK_SECONDS = 60
 
 
 def digest_trigger(agg: Aggregator) -> CronTrigger:
@@ -33,18 +36,25 @@ def digest_trigger(agg: Aggregator) -> CronTrigger:
 
 
 def missed_digest_today(agg: Aggregator) -> bool:
-    """True when today's send time has passed and today's digest was never made."""
+    """True when today's send time has passed and no worker finished today's digest job
+    (it was stopped then, or the worker sending it died)."""
     now_local = agg.now().astimezone(agg.settings.event.tz)
     send_today = dt.datetime.combine(
         now_local.date(), agg.settings.digest.send_time, tzinfo=agg.settings.event.tz
     )
-    return now_local >= send_today and not agg.digest_made(now_local.date())
+    return now_local >= send_today and agg.job_done_for("digest") != now_local.date().isoformat()
 
 
 class Worker:
-    def __init__(self, agg: Aggregator):
+    """The scheduled jobs of one process. With several workers on one PostgreSQL, each
+    polls the feeds it claims, and publishing and the digest run on one of them at a
+    time (`Aggregator.run_job`)."""
+
+    def __init__(self, agg: Aggregator, command: str = "run"):
         self.agg = agg
+        self.command = command
         self.stopping = threading.Event()
+        self._session = contextlib.ExitStack()
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
@@ -53,15 +63,24 @@ class Worker:
 
     def poll_job(self) -> None:
         try:
-            summary = self.agg.update_feeds()
+            summary = self.agg.update_feeds(stop=self.stopping)
             log.info("poll: %s", summary.line())
             if summary.changed:
-                self.agg.publish()
-                log.info("publish: outputs written")
+                self.agg.want_job("publish")
+            self.publish_job()
         except AggregatorError as e:
             log.error("poll failed: %s", e)
 
+    def publish_job(self) -> None:
+        """Publish if any worker asked for it; a worker publishing now publishes again."""
+        if self.agg.run_job("publish", self.agg.publish, wanted=True) is not None:
+            log.info("publish: outputs written")
+
     def digest_job(self) -> None:
+        if self.agg.run_job("digest", self._digest) is None:
+            log.info("digest: another worker has it")
+
+    def _digest(self) -> bool:
         try:
             log.info(self.agg.send_digest().line())
         except AggregatorError as e:
@@ -70,19 +89,29 @@ class Worker:
             log.info(self.agg.send_health_alert())
         except AggregatorError as e:
             log.error("organiser alert failed: %s", e)
+        return True
 
-    def outbox_job(self) -> None:
+    def tick_job(self) -> None:
+        """Every minute: the outbox, and the jobs a worker that died left undone."""
         try:
             report = self.agg.send_outbox()
             if report.sent or report.failed:
                 log.info(report.line())
         except AggregatorError as e:
             log.error("outbox: %s (retried at the next run)", e)
+        try:
+            self.publish_job()
+            if missed_digest_today(self.agg):
+                log.info("digest: today's send time passed and it is not done; sending now")
+                self.digest_job()
+        except AggregatorError as e:
+            log.error("scheduled job failed: %s", e)
 
     def start(self) -> None:
         agg = self.agg
-        agg.publish()
-        log.info("publish: outputs written on start")
+        self._session.enter_context(agg.working(self.command))
+        agg.want_job("publish")
+        self.publish_job()
         minutes = agg.settings.polling.interval_minutes
         self.scheduler.add_job(
             self.poll_job,
@@ -91,21 +120,24 @@ class Worker:
             next_run_time=dt.datetime.now(dt.UTC),
         )
         self.scheduler.add_job(self.digest_job, digest_trigger(agg), id="digest")
-        # confirmations and alerts that could not go out at once
+        # confirmations and alerts that could not go out at once, a digest missed
+        # while stopped or left half-sent by a worker that died
         self.scheduler.add_job(
-            self.outbox_job,
-            IntervalTrigger(seconds=OUTBOX_SECONDS),
-            id="outbox",
+            self.tick_job,
+            IntervalTrigger(seconds=TICK_SECONDS),
+            id="tick",
             next_run_time=dt.datetime.now(dt.UTC),
         )
-        if missed_digest_today(agg):
-            log.info("digest: today's send time passed while stopped; sending now")
-            self.scheduler.add_job(self.digest_job, id="digest-catch-up")
         self.scheduler.start()
 
     def stop(self) -> None:
-        # wait=True lets the job in progress finish
-        self.scheduler.shutdown(wait=True)
+        # wait=True lets the job in progress finish (a poll stops claiming feeds and
+        # releases those not started); then this worker's leases are released
+        self.stopping.set()
+        try:
+            self.scheduler.shutdown(wait=True)
+        finally:
+            self._session.close()
 
 
 def run(agg: Aggregator) -> None:
@@ -140,7 +172,7 @@ def serve(agg: Aggregator, host: str, port: int, *, with_worker: bool) -> None:
     # finished; with this handler that last signal is harmless, so the worker below is
     # stopped between jobs and the process exits with status 0
     signal.signal(signal.SIGTERM, lambda *_: None)
-    worker = Worker(agg) if with_worker else None
+    worker = Worker(agg, "serve") if with_worker else None
     if worker:
         worker.start()
     try:

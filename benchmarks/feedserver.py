@@ -1,10 +1,14 @@
 """The benchmark's feed server: N generated feeds on loopback, in a process of its own.
 
-    python benchmarks/feedserver.py [--feeds 500] [--entries 25] [--latency-ms 50]
+    python benchmarks/feedserver.py [--feeds 500] [--entries 25] [--latency-ms 50] [--hosts 1]
 
-Prints `port <n>` when it listens. Every answer waits the latency (a timer, not a
-thread), has an ETag and Last-Modified, is gzipped when the client accepts it and is
-a 304 when the client's If-None-Match matches. `GET /_change` gives every tenth feed
+Prints `port <n>` when it listens, on 127.0.0.1 and, with --hosts N, on 127.0.0.2 to
+127.0.0.N too (the same port): feed i is meant to be read from host i % N + 1, so that
+a poll sees N hosts, as the real web has many. `GET /_stats` gives how many times each
+feed was fetched, as JSON (`/_stats?reset` then starts counting afresh). Every
+answer waits the latency (a timer, not a thread), has an ETag and Last-Modified, is
+gzipped when the client accepts it and is a 304 when the client's If-None-Match
+matches. `GET /_change` gives every tenth feed
 one new entry. It is a minimal HTTP/1.1 server on asyncio so that it costs little CPU:
 the figures should be the clients', not the server's (the project's test server, a
 thread per connection, took as much CPU as the poll it served).
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gzip
 import hashlib
+import json
 
 
 def feed_body(index: int, entries: int) -> bytes:
@@ -57,16 +63,23 @@ class _Variant:
 class FeedServer:
     def __init__(self, feeds: int, entries: int, latency: float):
         self.latency = latency
+        self.fetched: collections.Counter[str] = collections.Counter()
         self.feeds = {f"/feed/{i}": _Variant(feed_body(i, entries)) for i in range(feeds)}
         self.changed = {
             f"/feed/{i}": _Variant(changed_body(i, entries)) for i in range(0, feeds, 10)
         }
 
     def answer(self, path: str, headers: dict[str, str]) -> bytes:
+        if path.startswith("/_stats"):
+            body = json.dumps(self.fetched).encode()
+            if path.endswith("?reset"):
+                self.fetched.clear()
+            return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         if path == "/_change":
             self.feeds.update(self.changed)
             return b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
         feed = self.feeds.get(path)
+        self.fetched[path] += 1
         if feed is None:
             return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
         common = f"ETag: {feed.etag}\r\nLast-Modified: Mon, 03 Jul 2017 08:00:00 GMT\r\n"
@@ -109,12 +122,14 @@ class FeedServer:
         return _Connection()
 
 
-async def serve(feeds: int, entries: int, latency: float, port: int) -> None:
+async def serve(feeds: int, entries: int, latency: float, port: int, hosts: int = 1) -> None:
     server = FeedServer(feeds, entries, latency)
-    listener = await asyncio.get_running_loop().create_server(
-        server.protocol, "127.0.0.1", port, backlog=4096
-    )
-    print("port", listener.sockets[0].getsockname()[1], flush=True)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server.protocol, "127.0.0.1", port, backlog=4096)
+    port = listener.sockets[0].getsockname()[1]
+    for n in range(2, hosts + 1):  # all of 127.0.0.0/8 is loopback
+        await loop.create_server(server.protocol, f"127.0.0.{n}", port, backlog=4096)
+    print("port", port, flush=True)
     await listener.serve_forever()
 
 
@@ -124,8 +139,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=25)
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hosts", type=int, default=1, help="listen on 127.0.0.1 to .N")
     args = parser.parse_args()
-    asyncio.run(serve(args.feeds, args.entries, args.latency_ms / 1000, args.port))
+    asyncio.run(serve(args.feeds, args.entries, args.latency_ms / 1000, args.port, args.hosts))
 
 
 if __name__ == "__main__":

@@ -155,10 +155,18 @@ def test_a_crash_then_a_rerun_gives_exactly_one_email_each(
             raise Crash  # mid-batch: Ann served and recorded, Bob not yet started
         return real_mark(subscriber_id, date, status, *args, **kwargs)
 
+    real_claim = store.claim_delivery
+
+    def claim(*args, **kwargs):
+        calls.append("sending")
+        return real_claim(*args, **kwargs)
+
     monkeypatch.setattr(store, "mark_delivery", crashing_mark)
+    monkeypatch.setattr(store, "claim_delivery", claim)
     with pytest.raises(Crash):
         agg.send_digest(dt.date(2017, 7, 5))
     monkeypatch.setattr(store, "mark_delivery", real_mark)
+    monkeypatch.setattr(store, "claim_delivery", real_claim)
     agg.send_digest(dt.date(2017, 7, 5))
     agg.send_digest(dt.date(2017, 7, 5))
     # Ann's mail went out before the crash and she is not mailed again; Bob gets his once

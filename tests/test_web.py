@@ -8,6 +8,7 @@ import email.policy
 import re
 
 import pytest
+import sqlalchemy
 from starlette.testclient import TestClient
 
 from aggregator.loopback import MailSink
@@ -397,6 +398,16 @@ def test_dashboard_next_try_honours_retry_after_like_status(agg, web, site, cloc
     assert agg.status()[0].next_try.strftime("%Y-%m-%d %H:%M") == expected
 
 
+def test_the_dashboard_shows_the_workers_alive(agg, web):
+    login(web, agg)
+    page = " ".join(re.sub(r"<[^>]+>", " ", web.get("/admin").text).split())
+    assert "Workers (0)" in page and "No worker is running" in page
+    with agg.working("run") as worker:
+        page = " ".join(re.sub(r"<[^>]+>", " ", web.get("/admin").text).split())
+    assert "Workers (1)" in page
+    assert f"{worker.id} (aggregator run): last report 0 s ago" in page
+
+
 def test_the_collection_dates_read_as_a_sentence(make_agg):
     # trimmed template whitespace once printed "1 May 2017until 31 July 2017"
     agg = make_agg(event={"collect_from": "2017-05-01", "collect_until": "2017-07-31"})
@@ -490,18 +501,24 @@ def test_junk_addresses_are_refused_without_being_remembered(agg):
             junk = f"{n}" + "x" * 60_000
             answer = client.post("/subscribe", data={"email": junk, "csrf": token})
             assert answer.status_code in (400, 429)
-    assert len(app.state.limits.subscribe_by_address.hits) == 0
+    # only the per-client limit counted them: no row per junk address
+    assert agg.storage.rates.count() == 1
 
 
-def test_rate_limit_memory_is_bounded():
-    from aggregator.web.support import RateLimit
-
-    limit = RateLimit(3, 3600, max_keys=100)
-    for n in range(5_000):
-        assert limit.allow(f"client-{n}")
-    assert len(limit.hits) == 100
-    assert limit.allow("client-4999") and limit.allow("client-4999")
-    assert not limit.allow("client-4999")  # the recent keys keep their count
+def test_rate_limits_are_kept_hashed_and_old_windows_forgotten(agg, clock):
+    for n in range(300):
+        assert agg.allow("test", f"client-{n}@example.org", 3, 3600)
+    assert agg.allow("test", "client-1@example.org", 3, 3600)
+    assert agg.allow("test", "client-1@example.org", 3, 3600)
+    assert not agg.allow("test", "client-1@example.org", 3, 3600)
+    with agg.storage.engine.connect() as conn:
+        keys = [k for (k,) in conn.execute(sqlalchemy.text("SELECT key FROM ratehit"))]
+    assert len(keys) == 300 and not any("example.org" in k for k in keys)
+    clock.advance(hours=1)
+    assert agg.allow("test", "client-1@example.org", 3, 3600)  # a new window
+    clock.advance(days=2)
+    agg.storage.rates.purge(clock.now)
+    assert agg.storage.rates.count() == 0
 
 
 def test_a_large_request_body_is_refused_early(agg, web):

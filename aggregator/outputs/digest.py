@@ -153,7 +153,8 @@ def send_digest(
         for subscriber in subs.awaiting_delivery(date):
             message_id = make_msgid(domain=domain)
             msg = build_message(settings, date, posts, subscriber, message_id, now)
-            subs.mark_delivery(subscriber.id, date, DeliveryState.SENDING, message_id, now)
+            if not subs.claim_delivery(subscriber.id, date, message_id, now):
+                continue  # another worker, or `aggregator digest`, is sending theirs
             try:
                 mailer.send(msg)
             except smtplib.SMTPRecipientsRefused as e:

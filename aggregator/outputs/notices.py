@@ -4,10 +4,15 @@ and the organisers' daily alert. Their words live here; sending is `mail`'s."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from .mail import simple_message
+
+if TYPE_CHECKING:
+    from ..storage import Storage
 
 
 def confirmation(
@@ -32,3 +37,27 @@ def health_alert(
         + f"\n\nThe dashboard: {settings.event.site_url}admin\n"
     )
     return simple_message(settings, address, f"{name}: {len(problems)} feed problem(s)", text, now)
+
+
+def queue_health_alert(
+    storage: Storage,
+    settings: Settings,
+    problems: Callable[[], list[str]],
+    organisers: list[str],
+    now: dt.datetime,
+) -> tuple[bool, str]:
+    """Queue today's alert to every organiser, with today's mark in the same transaction
+    (so it is queued once however many workers try): whether it was queued, and a line
+    saying what happened."""
+    from .outbox import letter
+
+    today = now.astimezone(settings.event.tz).date().isoformat()
+    if storage.meta.get("health_alert_date") == today:
+        return False, "organiser alert: already sent today"
+    found = problems()
+    if not found or not organisers:
+        return False, "organiser alert: nothing to report"
+    letters = [letter("alert", health_alert(settings, a, found, now)) for a in organisers]
+    if not storage.outbox.add(letters, now, mark=("health_alert_date", today)):
+        return False, "organiser alert: already sent today"  # by another worker, just now
+    return True, f"organiser alert: {len(found)} problem(s) for {len(organisers)} organiser(s)"

@@ -7,8 +7,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import AggregatorError
+from ..states import FeedKind
+
+if TYPE_CHECKING:
+    from ..storage.feeds import ContributorRow
 
 
 @dataclass(frozen=True)
@@ -17,6 +22,16 @@ class OpmlEntry:
     homepage: str
     feed_url: str
     all_posts: bool = False
+
+
+def entries_of(contributors: list[ContributorRow]) -> list[OpmlEntry]:
+    """One entry per contributor's main feed."""
+    return [
+        OpmlEntry(c.name, c.homepage, f.url, c.all_posts)
+        for c in contributors
+        for f in c.feeds
+        if f.kind is FeedKind.MAIN
+    ]
 
 
 def render_opml(title: str, entries: list[OpmlEntry], now: dt.datetime) -> bytes:

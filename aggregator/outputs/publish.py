@@ -66,6 +66,16 @@ class PageDigest:
     post_count: int
 
 
+def archived(output_dir: Path, digests: list[tuple[dt.date, int]]) -> list[PageDigest]:
+    """The digests (date, posts) whose archived copy is in the output folder."""
+    folder = output_dir / "digests"
+    return [
+        PageDigest(date, f"digests/{date.isoformat()}.html", count)
+        for date, count in digests
+        if (folder / f"{date.isoformat()}.html").exists()
+    ]
+
+
 def render_index(
     settings: Settings,
     posts: list[PostView],

@@ -36,6 +36,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from .. import __version__
 from ..errors import FeedError
 from ..records import FetchResult
+from ..urls import host_key
 
 MAX_REDIRECTS = 5
 _ACCEPT_FEED = (
@@ -173,16 +174,6 @@ def _fresh_for(headers: Mapping[str, str]) -> float | None:
         if when is not None and when.tzinfo is not None:
             return max(0.0, when.timestamp() - _server_now(headers))
     return None
-
-
-def host_key(url: str) -> str:
-    """Blogs on one platform share its servers: *.blogspot.com counts as one host."""
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        return ".".join(host.rsplit(".", 2)[-2:])
 
 
 class _Gate:

@@ -43,12 +43,14 @@ DB_RETRIES = 5
 class Recorder:
     """Collects feeds' poll outcomes and writes them in batches (used on the processor
     thread only). A feed's posts are stored before its outcome is added here, so a crash
-    in between means the feed is fetched again, never that posts are lost."""
+    in between means the feed is fetched again, never that posts are lost. Recording a
+    feed ends the worker's lease on it."""
 
     BATCH = 100
 
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, owner: str | None = None):
         self.storage = storage
+        self.owner = owner
         self.pending: list[tuple[int, FeedOutcome]] = []
 
     def add(self, feed_id: int, outcome: FeedOutcome) -> None:
@@ -59,7 +61,7 @@ class Recorder:
     def flush(self) -> None:
         if self.pending:
             batch, self.pending = self.pending, []
-            with_db_retry(lambda: self.storage.feeds.record_many(batch))
+            with_db_retry(lambda: self.storage.feeds.record_many(batch, self.owner))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Storage behind one interface, split by domain: feeds, posts, subscribers, accounts,
-registrations, meta.
+registrations, meta, and
+the workers' leases and jobs.
 
 Contains no business logic: callers decide, these modules only read and write.
 Datetimes go in and out as aware UTC (see types.UTCDateTime). Each domain's store is
@@ -19,9 +20,12 @@ from .feeds import FeedStore
 
 if TYPE_CHECKING:
     from .accounts import AccountStore
+    from .jobs import JobStore
+    from .leases import LeaseStore
     from .meta import MetaStore
     from .outbox import OutboxStore
     from .posts import PostStore
+    from .rates import RateStore
     from .registrations import RegistrationStore
     from .subscribers import SubscriberStore
 
@@ -60,6 +64,24 @@ class Storage:
         from .outbox import OutboxStore
 
         return OutboxStore(self.engine)
+
+    @functools.cached_property
+    def leases(self) -> LeaseStore:
+        from .leases import LeaseStore
+
+        return LeaseStore(self.engine)
+
+    @functools.cached_property
+    def jobs(self) -> JobStore:
+        from .jobs import JobStore
+
+        return JobStore(self.engine)
+
+    @functools.cached_property
+    def rates(self) -> RateStore:
+        from .rates import RateStore
+
+        return RateStore(self.engine)
 
     @functools.cached_property
     def meta(self) -> MetaStore:

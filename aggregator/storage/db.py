@@ -28,6 +28,30 @@ def _organiser_session_version(conn: Connection) -> None:
         )
 
 
+def _feed_leases(conn: Connection) -> None:
+    """Version 4: feeds are claimed by workers (leases), grouped by host."""
+    from ..urls import host_key
+
+    columns = {c["name"] for c in inspect(conn).get_columns("feed")}
+    stamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    for name, kind in (
+        ("host", "VARCHAR(300) NOT NULL DEFAULT ''"),
+        ("lease_owner", "VARCHAR(200)"),
+        ("lease_until", stamp),
+        ("last_claimed_at", stamp),
+    ):
+        if name not in columns:
+            conn.execute(text(f"ALTER TABLE feed ADD COLUMN {name} {kind}"))
+    rows = conn.execute(text("SELECT id, url FROM feed")).all()
+    if rows:
+        conn.execute(
+            text("UPDATE feed SET host = :host WHERE id = :id"),
+            [{"id": i, "host": host_key(u)} for i, u in rows],
+        )
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_feed_host ON feed (host)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_feed_lease_owner ON feed (lease_owner)"))
+
+
 def _nothing(conn: Connection) -> None:
     """A step whose change is a new table: `create_all` has made it already."""
 
@@ -36,6 +60,7 @@ def _nothing(conn: Connection) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _organiser_session_version,
     3: _nothing,  # the outbox table
+    4: _feed_leases,  # and the worker, job and rate-limit tables
 }
 
 

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from ..errors import DuplicateFeedError, NotFoundError
 from ..states import PollOutcome
+from ..urls import host_key
 from .feeds import FeedOutcome
 from .models import Contributor, Feed, Post, PostSource
 
@@ -31,6 +32,9 @@ _SUCCEEDED = {
     "last_modified": bindparam("b_last_modified"),
 }
 _BY_ID = update(_FEEDS).where(_FEEDS.c.id == bindparam("b_id"))
+_RELEASE = _BY_ID.where(_FEEDS.c.lease_owner == bindparam("b_owner")).values(
+    lease_owner=None, lease_until=None
+)
 #: how each kind of poll outcome updates its feed's row (FeedStore.record_many)
 _RECORD = {
     PollOutcome.FAILED: _BY_ID.values(
@@ -121,6 +125,7 @@ def add_feed(
         feed = Feed(
             contributor_id=contributor_id,
             url=url,
+            host=host_key(url),
             kind=kind,
             title=title,
             created_at=now,
@@ -132,9 +137,12 @@ def add_feed(
         return feed.id
 
 
-def record_many(engine: Engine, outcomes: list[tuple[int, FeedOutcome]]) -> None:
+def record_many(
+    engine: Engine, outcomes: list[tuple[int, FeedOutcome]], owner: str | None = None
+) -> None:
     """Record what polls learned, in one transaction: one executemany per kind of
-    outcome (a feed removed while it was polled matches no row)."""
+    outcome (a feed removed while it was polled matches no row). With `owner`, that
+    worker's leases on the feeds end (a lease another worker took over stays theirs)."""
     by_kind: dict[PollOutcome, list[dict[str, object]]] = {k: [] for k in PollOutcome}
     moves = []
     for feed_id, outcome in outcomes:
@@ -164,7 +172,11 @@ def record_many(engine: Engine, outcomes: list[tuple[int, FeedOutcome]]) -> None
         for feed_id, url in moves:
             clash = conn.execute(select(_FEEDS.c.id).where(_FEEDS.c.url == url)).first()
             if clash is None:  # else another feed already has that address
-                conn.execute(update(_FEEDS).where(_FEEDS.c.id == feed_id).values(url=url))
+                conn.execute(
+                    update(_FEEDS).where(_FEEDS.c.id == feed_id).values(url=url, host=host_key(url))
+                )
+        if owner is not None:
+            conn.execute(_RELEASE, [{"b_id": feed_id, "b_owner": owner} for feed_id, _ in outcomes])
 
 
 def set_paused(engine: Engine, url: str, paused: bool) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from ..records import FeedToFetch
 from ..states import FeedKind, PollOutcome
+from ..urls import host_key
 from .types import UTCDateTime
 
 if TYPE_CHECKING:
@@ -148,9 +149,9 @@ _INSERT_CONTRIBUTOR = text(
     " VALUES (:name, :homepage, :all_posts, :now) ON CONFLICT (name) DO NOTHING"
 ).bindparams(_NOW)
 _INSERT_FEED = text(
-    "INSERT INTO feed (contributor_id, url, kind, title, error_count, gone, paused,"
+    "INSERT INTO feed (contributor_id, url, host, kind, title, error_count, gone, paused,"
     " created_at, next_due_at)"
-    " VALUES (:contributor_id, :url, :kind, '', 0, :no, :no, :now, :now)"
+    " VALUES (:contributor_id, :url, :host, :kind, '', 0, :no, :no, :now, :now)"
     " ON CONFLICT (url) DO NOTHING"
 ).bindparams(_NOW)
 
@@ -206,7 +207,13 @@ class FeedStore:
             for seed in with_feed:
                 if seed.feed not in taken:
                     taken.add(seed.feed)
-                    rows.append({"contributor_id": ids[seed.name], "url": seed.feed})
+                    rows.append(
+                        {
+                            "contributor_id": ids[seed.name],
+                            "url": seed.feed,
+                            "host": host_key(seed.feed),
+                        }
+                    )
             if rows:
                 conn.execute(
                     _INSERT_FEED,
@@ -266,11 +273,14 @@ class FeedStore:
             found = conn.execute(text("SELECT id FROM feed WHERE url = :url"), {"url": url})
             return found.first() is not None
 
-    def record_many(self, outcomes: list[tuple[int, FeedOutcome]]) -> None:
-        """Record what polls learned, in one transaction (see `feed_writes.record_many`)."""
+    def record_many(
+        self, outcomes: list[tuple[int, FeedOutcome]], owner: str | None = None
+    ) -> None:
+        """Record what polls learned, in one transaction, ending `owner`'s leases on
+        those feeds (see `feed_writes.record_many`)."""
         from . import feed_writes
 
-        feed_writes.record_many(self.engine, outcomes)
+        feed_writes.record_many(self.engine, outcomes, owner)
 
     def set_paused(self, url: str, paused: bool) -> None:
         from . import feed_writes

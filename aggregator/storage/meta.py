@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from .models import Meta
@@ -30,8 +31,11 @@ class MetaStore:
         """A random key made once per database, for signing sessions and links."""
         with Session(self.engine) as session:
             row = session.get(Meta, "secret_key")
-            if row is None:
-                row = Meta(key="secret_key", value=secrets.token_urlsafe(48))
-                session.add(row)
+            if row is not None:
+                return row.value
+            session.add(Meta(key="secret_key", value=secrets.token_urlsafe(48)))
+            try:
                 session.commit()
-            return row.value
+            except IntegrityError:  # another process made it at the same moment: theirs
+                session.rollback()
+        return self.secret_key()

@@ -64,6 +64,14 @@ class Feed(SQLModel, table=True):
     gone: bool = False
     paused: bool = False
     created_at: dt.datetime = when(nullable=False)
+    #: `urls.host_key` of the url: a host's feeds are claimed by one worker at a time,
+    #: so per-host politeness holds across workers
+    host: str = Field(default="", max_length=300, index=True)
+    #: the worker polling this feed now, until when (see `leases`)
+    lease_owner: str | None = Field(default=None, max_length=200, index=True)
+    lease_until: dt.datetime | None = when()
+    #: when a worker last took it, so `poll --all` polls each feed once per run
+    last_claimed_at: dt.datetime | None = when()
 
 
 class Post(SQLModel, table=True):
@@ -180,3 +188,38 @@ class Outbox(SQLModel, table=True):
     #: why the last attempt failed, or why sending was given up
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     given_up: bool = False
+
+
+class Worker(SQLModel, table=True):
+    """A process that polls (`run`, `poll`, `serve` with its worker): it reports every
+    few seconds, and a row not reported for a lease is a worker gone."""
+
+    id: str = Field(primary_key=True, max_length=200)
+    hostname: str = Field(max_length=300)
+    pid: int
+    command: str = Field(max_length=32)
+    started_at: dt.datetime = when(nullable=False)
+    last_seen_at: dt.datetime = when(nullable=False, index=True)
+
+
+class Job(SQLModel, table=True):
+    """A scheduled job that one worker at a time runs (publish, digest): claimed with a
+    lease; `wanted` > `handled` means it is asked for again."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    owner: str | None = Field(default=None, max_length=200)
+    lease_until: dt.datetime | None = when()
+    wanted: int = 0
+    handled: int = 0
+    #: the last value the job finished for (the digest: its local date)
+    done_for: str | None = Field(default=None, max_length=64)
+    finished_at: dt.datetime | None = when()
+
+
+class RateHit(SQLModel, table=True):
+    """The web app's rate limits, shared by every `serve` process: hits per key in the
+    current fixed window."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    window_start: dt.datetime = when(nullable=False, index=True)
+    hits: int = 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from .models import Meta, Outbox
@@ -67,17 +68,29 @@ class OutboxStore:
 
     def add(
         self, letters: list[Letter], now: dt.datetime, *, mark: tuple[str, str] | None = None
-    ) -> None:
-        """Queue letters; with `mark`, set that meta key in the same transaction (so a
-        daily alert is queued once, or not at all)."""
+    ) -> bool:
+        """Queue letters and return True; with `mark`, only if that meta key does not
+        hold that value yet, setting it in the same transaction (so a daily alert is
+        queued once, however many workers try at once), else queue nothing: False."""
         with Session(self.engine) as session:
-            queue(session, letters, now)
             if mark is not None:
                 key, value = mark
-                row = session.get(Meta, key) or Meta(key=key, value=value)
-                row.value = value
-                session.add(row)
-            session.commit()
+                changed = session.execute(
+                    update(Meta)
+                    .where(col(Meta.key) == key, col(Meta.value) != value)
+                    .values(value=value)
+                ).rowcount  # type: ignore[attr-defined]
+                if not changed:
+                    if session.get(Meta, key) is not None:
+                        return False  # marked already (by another worker, maybe just now)
+                    session.add(Meta(key=key, value=value))
+            queue(session, letters, now)
+            try:
+                session.commit()
+            except IntegrityError:  # another worker inserted the mark first
+                session.rollback()
+                return False
+            return True
 
     def due(self, now: dt.datetime, limit: int = 200) -> list[OutboxRow]:
         with Session(self.engine) as session:

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, or_, update
+from sqlalchemy import Table, bindparam, func, insert, or_, text, update
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -95,6 +95,8 @@ _SAME_POSTS = (
 )
 _INSERT_POSTS = insert(_POSTS).returning(_POSTS.c.id, sort_by_parameter_order=True)
 _INSERT_SOURCES = insert(_SOURCES)
+#: the advisory lock that makes workers store posts one at a time on PostgreSQL
+STORE_LOCK = 727_000_003
 
 
 class PostStore:
@@ -114,8 +116,15 @@ class PostStore:
         transaction. The rules apply feed after feed, as if each were stored alone (a later
         feed's copy of an earlier feed's new post is its duplicate), but the queries are
         made for the whole batch: four statements, whatever the number of feeds (a
-        statement cost more than the Python around it)."""
+        statement cost more than the Python around it).
+
+        Several workers store one at a time (a transaction-scoped advisory lock on
+        PostgreSQL; SQLite has one writer): each decides against everything the others
+        stored, so a post two workers see at once is kept once, as the first-seen copy
+        with the other as its alternate."""
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": STORE_LOCK})
             return self._store(conn, feeds, now)
 
     def _store(

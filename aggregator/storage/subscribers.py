@@ -7,6 +7,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import Table, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -167,6 +169,35 @@ class SubscriberStore:
                 .order_by(col(Subscriber.id))
             ).all()
             return [SubscriberRow.from_model(s) for s in rows]
+
+    def claim_delivery(
+        self, subscriber_id: int, date: dt.date, message_id: str, now: dt.datetime
+    ) -> bool:
+        """Take a subscriber's digest for `date` to send ("sending"): True for one sender
+        only, however many run at once (several workers, `aggregator digest`). A failed
+        delivery may be taken again; a sent or uncertain one never is."""
+        deliveries: Table = Delivery.__table__  # type: ignore[attr-defined]
+        mine = {"message_id": message_id, "updated_at": now, "status": DeliveryState.SENDING}
+        with self.engine.begin() as conn:
+            retried = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.subscriber_id == subscriber_id,
+                    deliveries.c.digest_date == date,
+                    deliveries.c.status == DeliveryState.FAILED,
+                )
+                .values(**mine, error=None, attempts=deliveries.c.attempts + 1)
+            )
+            if retried.rowcount:
+                return True
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            first = conn.execute(
+                dialect.insert(deliveries)
+                .values(subscriber_id=subscriber_id, digest_date=date, attempts=1, **mine)
+                .on_conflict_do_nothing(index_elements=["subscriber_id", "digest_date"])
+                .returning(deliveries.c.id)
+            )
+            return first.first() is not None
 
     def mark_delivery(
         self,

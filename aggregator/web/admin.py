@@ -122,7 +122,7 @@ async def login(request: Request) -> Response:
     if request.method != "POST":
         return render(request, "login.html")
     data = await checked_form(request)
-    if not limits(request).login_by_client.allow(client(request)):
+    if not await limits(request).login_by_client.allow(request, client(request)):
         return message(request, "Too many attempts", "Please wait 15 minutes.", 429)
     account = await in_thread(
         aggregator(request).check_login, data.get("email", ""), data.get("password", "")
@@ -156,6 +156,15 @@ def _dashboard_data(agg: Aggregator) -> dict[str, Any]:
         "confirmed": sum(s.active for s in subscribers),
         "unsubscribed": sum(s.unsubscribed_at is not None for s in subscribers),
         "posts": posts,
+        "workers": [
+            {
+                "id": w.id,
+                "command": w.command,
+                "ago": max(0, int((agg.now() - w.last_seen_at).total_seconds())),
+                "feeds": feeds,
+            }
+            for w, feeds in agg.workers()
+        ],
     }
 
 

@@ -14,7 +14,7 @@ async def register(request: Request) -> Response:
     if request.method != "POST":
         return render(request, "register.html", found=None)
     data = await checked_form(request)
-    if not limits(request).register_by_client.allow(client(request)):
+    if not await limits(request).register_by_client.allow(request, client(request)):
         return too_many(request)
     agg = aggregator(request)
     try:

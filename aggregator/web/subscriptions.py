@@ -33,7 +33,7 @@ async def subscribe(request: Request) -> Response:
     agg = aggregator(request)
     data = await checked_form(request)
     limit = limits(request)
-    if not limit.subscribe_by_client.allow(client(request)):
+    if not await limit.subscribe_by_client.allow(request, client(request)):
         return too_many(request)
     try:
         raw = data.get("email", "")
@@ -45,7 +45,7 @@ async def subscribe(request: Request) -> Response:
             request, "Check the address", "That does not look like an email address.", 400
         )
     # keyed once valid and normalised: junk keys nothing, look-alikes share one key
-    if not limit.subscribe_by_address.allow(address_key(address)):
+    if not await limit.subscribe_by_address.allow(request, address_key(address)):
         return too_many(request)
     site = agg.settings.event.site_url
     await in_thread(agg.request_subscription, address, lambda t: f"{site}confirm/{t}")

@@ -6,12 +6,9 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import secrets
-import threading
-import time
 import unicodedata
-from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,31 +28,18 @@ class CsrfError(Exception):
     """A form without the session's CSRF token (too old, or sent from elsewhere)."""
 
 
+@dataclass(frozen=True)
 class RateLimit:
-    """At most `limit` hits per key in a sliding window of `seconds` (in memory).
+    """At most `limit` hits per key in a window of `seconds`, counted in the database,
+    so that several `serve` processes enforce one limit between them."""
 
-    Bounded: keys whose window has passed are forgotten, and past `max_keys` the
-    least recently used key goes, so a flood of distinct keys cannot grow the process."""
+    name: str
+    limit: int
+    seconds: float
 
-    def __init__(self, limit: int, seconds: float, max_keys: int = 10_000):
-        self.limit, self.seconds, self.max_keys = limit, seconds, max_keys
-        self.hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            hits = self.hits.pop(key, None) or deque()
-            while hits and hits[0] <= now - self.seconds:
-                hits.popleft()
-            allowed = len(hits) < self.limit
-            if allowed:
-                hits.append(now)
-            if hits:
-                self.hits[key] = hits  # most recently used last
-            while len(self.hits) > self.max_keys:
-                self.hits.popitem(last=False)
-            return allowed
+    async def allow(self, request: Request, key: str) -> bool:
+        agg = aggregator(request)
+        return await in_thread(agg.allow, self.name, key, self.limit, self.seconds)
 
 
 def address_key(address: str) -> str:
@@ -66,12 +50,12 @@ def address_key(address: str) -> str:
 
 @dataclass
 class Limits:
-    """The web app's rate limits, one set per app."""
+    """The web app's rate limits."""
 
-    subscribe_by_client: RateLimit = field(default_factory=lambda: RateLimit(5, 3600))
-    subscribe_by_address: RateLimit = field(default_factory=lambda: RateLimit(3, 3600))
-    register_by_client: RateLimit = field(default_factory=lambda: RateLimit(5, 3600))
-    login_by_client: RateLimit = field(default_factory=lambda: RateLimit(10, 900))
+    subscribe_by_client: RateLimit = RateLimit("subscribe-client", 5, 3600)
+    subscribe_by_address: RateLimit = RateLimit("subscribe-address", 3, 3600)
+    register_by_client: RateLimit = RateLimit("register-client", 5, 3600)
+    login_by_client: RateLimit = RateLimit("login-client", 10, 900)
 
 
 def aggregator(request: Request) -> Aggregator:
