@@ -246,10 +246,10 @@ class Aggregator:
 
     def workers(self) -> list[tuple[WorkerRow, list[str]]]:
         """The workers alive (heard from within a lease), each with the feeds it holds."""
-        leases, now = self.storage.leases, self.now()
-        held = leases.leased(now)
-        alive = dt.timedelta(seconds=self.settings.polling.lease_seconds)
-        return [(w, held.get(w.id, [])) for w in leases.workers(now, alive)]
+        leases = self.storage.leases
+        stale = self.now() - dt.timedelta(seconds=self.settings.polling.lease_seconds)
+        held = leases.leased(stale)
+        return [(w, held.get(w.id, [])) for w in leases.workers(stale)]
 
     def health_problems(self) -> list[str]:
         """Feeds failing for a day or more, and contributors with nothing for the event yet."""

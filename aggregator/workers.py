@@ -53,8 +53,12 @@ class WorkerSession:
         self._thread: threading.Thread | None = None
 
     def until(self) -> dt.datetime:
-        """When a lease taken now runs out, unless a heartbeat extends it."""
+        """When a job lease taken now runs out, unless a heartbeat extends it."""
         return self.clock() + self.lease
+
+    def stale(self) -> dt.datetime:
+        """A worker not heard from since then is gone, and holds nothing."""
+        return self.clock() - self.lease
 
     def __enter__(self) -> WorkerSession:
         if self._database is not None:

@@ -77,7 +77,9 @@ async def run_poll(
         async with open_client(polling.concurrency, limits) as (client, gate):
             await discover_once(storage, client, gate, limits, settings.event.tags, clock, worker)
             now = clock()
-            expected = await asyncio.to_thread(storage.leases.count_claimable, now, round_start)
+            expected = await asyncio.to_thread(
+                storage.leases.count_claimable, now, worker.stale(), round_start
+            )
             parser = stack.enter_context(make_parser(processor, expected))
             if on_start:
                 on_start(expected)
@@ -112,7 +114,7 @@ async def run_poll(
                 return storage.leases.claim(
                     worker.id,
                     clock(),
-                    worker.until(),
+                    worker.stale(),
                     slots=polling.concurrency,
                     per_host=polling.per_host_concurrency,
                     round_start=round_start,

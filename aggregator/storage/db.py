@@ -37,7 +37,6 @@ def _feed_leases(conn: Connection) -> None:
     for name, kind in (
         ("host", "VARCHAR(300) NOT NULL DEFAULT ''"),
         ("lease_owner", "VARCHAR(200)"),
-        ("lease_until", stamp),
         ("last_claimed_at", stamp),
     ):
         if name not in columns:

@@ -32,9 +32,7 @@ _SUCCEEDED = {
     "last_modified": bindparam("b_last_modified"),
 }
 _BY_ID = update(_FEEDS).where(_FEEDS.c.id == bindparam("b_id"))
-_RELEASE = _BY_ID.where(_FEEDS.c.lease_owner == bindparam("b_owner")).values(
-    lease_owner=None, lease_until=None
-)
+_RELEASE = _BY_ID.where(_FEEDS.c.lease_owner == bindparam("b_owner")).values(lease_owner=None)
 #: how each kind of poll outcome updates its feed's row (FeedStore.record_many)
 _RECORD = {
     PollOutcome.FAILED: _BY_ID.values(

@@ -27,7 +27,8 @@ _CLAIM = text("UPDATE job SET owner = :me, lease_until = :until WHERE " + _FREE)
 )
 _CLAIM_WANTED = text(
     "UPDATE job SET owner = :me, lease_until = :until, handled = wanted"
-    " WHERE wanted > handled AND " + _FREE
+    # asked for since it last ran, or left half-done by a worker that died
+    " WHERE (wanted > handled OR owner IS NOT NULL) AND " + _FREE
 ).bindparams(_NOW, _UNTIL)
 _FINISH = text(
     "UPDATE job SET owner = NULL, lease_until = NULL, finished_at = :now"

@@ -1,10 +1,12 @@
 """Workers, and what they hold: feeds claimed for polling, scheduled jobs.
 
 Several workers share one database (PostgreSQL for more than one): a worker claims a
-batch of due feeds with a lease, polls them and releases each with its result. A lease
-that runs out (the worker was killed, its machine is gone) makes the feed claimable
-again. Claims take whole hosts: while a worker holds feeds of a host, no other worker
-claims that host's feeds, so the per-host limits of one process hold for all of them.
+batch of due feeds, polls them and releases each with its result. A claim lasts while
+its worker reports (a heartbeat on the worker's own row, so that reporting never
+contends with the feed rows being recorded): a worker not heard from for a lease
+(killed, its machine gone) holds nothing, and its feeds can be claimed again. Claims
+take whole hosts: while a worker holds feeds of a host, no other worker claims that
+host's feeds, so the per-host limits of one process hold for all of them.
 Claims are made one at a time (a transaction-scoped advisory lock on PostgreSQL; one
 worker on SQLite), and the rows are read `FOR UPDATE SKIP LOCKED`.
 
@@ -41,10 +43,15 @@ def _q(sql: str) -> TextClause:
     return clause.bindparams(*(bindparam(n, type_=_T[n]) for n in names))
 
 
-_CLAIMABLE = """
+#: the feed is claimed by a worker that still reports
+_HELD = (
+    "f.lease_owner IS NOT NULL AND EXISTS (SELECT 1 FROM worker w"
+    " WHERE w.id = f.lease_owner AND w.last_seen_at > :stale)"
+)
+_CLAIMABLE = f"""
     f.gone = :no AND f.paused = :no
     AND (f.retry_after_until IS NULL OR f.retry_after_until <= :now)
-    AND (f.lease_until IS NULL OR f.lease_until <= :now)
+    AND NOT ({_HELD})
 """
 _DUE = " AND (f.next_due_at IS NULL OR f.next_due_at <= :now)"
 _NOT_THIS_ROUND = " AND (f.last_claimed_at IS NULL OR f.last_claimed_at < :round_start)"
@@ -99,22 +106,22 @@ class LeaseStore:
         with self.engine.begin() as conn:
             conn.execute(
                 text(
-                    "UPDATE feed SET lease_owner = NULL, lease_until = NULL"
+                    "UPDATE feed SET lease_owner = NULL"
                     " WHERE lease_owner IS NOT NULL AND lease_owner <> :me"
                 ),
                 {"me": worker_id},
             )
             conn.execute(
                 text(
-                    "UPDATE job SET owner = NULL, lease_until = NULL"
-                    " WHERE owner IS NOT NULL AND owner <> :me"
+                    # free at once, still marked as left half-done (see jobs)
+                    "UPDATE job SET lease_until = NULL WHERE owner IS NOT NULL AND owner <> :me"
                 ),
                 {"me": worker_id},
             )
             conn.execute(text("DELETE FROM worker WHERE id <> :me"), {"me": worker_id})
 
     def heartbeat(self, worker_id: str, now: dt.datetime, until: dt.datetime) -> None:
-        """The worker is alive: note it, and extend every lease it holds."""
+        """The worker is alive: note it (which keeps its feeds), and extend its jobs."""
         with self.engine.begin() as conn:
             params = {"id": worker_id, "now": now, "until": until}
             found = conn.execute(
@@ -128,7 +135,6 @@ class LeaseStore:
                     ),
                     params,
                 )
-            conn.execute(_q("UPDATE feed SET lease_until = :until WHERE lease_owner = :id"), params)
             conn.execute(_q("UPDATE job SET lease_until = :until WHERE owner = :id"), params)
 
     def unregister(self, worker_id: str) -> None:
@@ -136,34 +142,34 @@ class LeaseStore:
         with self.engine.begin() as conn:
             self._release(conn, worker_id)
             conn.execute(
-                text("UPDATE job SET owner = NULL, lease_until = NULL WHERE owner = :id"),
+                # a job it held is finished before it stops; if not, one left half-done
+                text("UPDATE job SET lease_until = NULL WHERE owner = :id"),
                 {"id": worker_id},
             )
             conn.execute(text("DELETE FROM worker WHERE id = :id"), {"id": worker_id})
 
-    def workers(self, now: dt.datetime, alive_within: dt.timedelta) -> list[WorkerRow]:
-        """Workers heard from within `alive_within`, with how many feeds each holds."""
+    def workers(self, stale: dt.datetime) -> list[WorkerRow]:
+        """Workers heard from since `stale`, with how many feeds each holds."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 _q(
                     "SELECT w.id, w.hostname, w.pid, w.command, w.started_at, w.last_seen_at,"
-                    " (SELECT count(*) FROM feed f WHERE f.lease_owner = w.id"
-                    "  AND f.lease_until > :now) AS feeds"
-                    " FROM worker w WHERE w.last_seen_at >= :stale ORDER BY w.started_at, w.id"
+                    " (SELECT count(*) FROM feed f WHERE f.lease_owner = w.id) AS feeds"
+                    " FROM worker w WHERE w.last_seen_at > :stale ORDER BY w.started_at, w.id"
                 ).columns(started_at=UTCDateTime(), last_seen_at=UTCDateTime()),
-                {"now": now, "stale": now - alive_within},
+                {"stale": stale},
             ).mappings()
             return [WorkerRow(**r) for r in rows]
 
-    def leased(self, now: dt.datetime) -> dict[str, list[str]]:
-        """worker id -> the addresses of the feeds it holds now."""
+    def leased(self, stale: dt.datetime) -> dict[str, list[str]]:
+        """worker id -> the feeds it holds (workers heard from since `stale`)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 _q(
-                    "SELECT lease_owner, url FROM feed WHERE lease_until > :now"
-                    " ORDER BY lease_owner, url"
+                    f"SELECT f.lease_owner, f.url FROM feed f WHERE {_HELD}"
+                    " ORDER BY f.lease_owner, f.url"
                 ),
-                {"now": now},
+                {"stale": stale},
             )
             held: dict[str, list[str]] = {}
             for owner, url in rows:
@@ -172,7 +178,9 @@ class LeaseStore:
 
     # ---- feeds ----
 
-    def count_claimable(self, now: dt.datetime, round_start: dt.datetime | None = None) -> int:
+    def count_claimable(
+        self, now: dt.datetime, stale: dt.datetime, round_start: dt.datetime | None = None
+    ) -> int:
         """How many feeds a poll could claim now (all of them with `round_start`, for
         `poll --all`): the size of the round, for progress bars."""
         where = _CLAIMABLE + (_NOT_THIS_ROUND if round_start else _DUE)
@@ -180,7 +188,7 @@ class LeaseStore:
             return int(
                 conn.execute(
                     _q(f"SELECT count(*) FROM feed f WHERE {where}"),
-                    {"now": now, "no": False, "round_start": round_start},
+                    {"now": now, "stale": stale, "no": False, "round_start": round_start},
                 ).scalar_one()
             )
 
@@ -188,21 +196,22 @@ class LeaseStore:
         self,
         owner: str,
         now: dt.datetime,
-        until: dt.datetime,
+        stale: dt.datetime,
         *,
         slots: int,
         per_host: int,
         round_start: dt.datetime | None = None,
     ) -> list[FeedToFetch]:
-        """Claim due feeds (every feed not yet claimed since `round_start`, when given)
-        until `until`: hosts this worker holds first, then hosts nobody holds, enough to
+        """Claim due feeds (every feed not yet claimed since `round_start`, when given; a
+        worker not heard from since `stale` holds nothing): hosts this worker holds
+        first, then hosts nobody holds, enough to
         fill `slots` fetches at `per_host` per host, and at most 2 × `slots` feeds. The
         feeds come interleaved by host, so that fetching them in order spreads the load."""
         where = _CLAIMABLE + (_NOT_THIS_ROUND if round_start else _DUE)
         params: dict[str, object] = {
             "me": owner,
             "now": now,
-            "until": until,
+            "stale": stale,
             "no": False,
             "round_start": round_start,
         }
@@ -210,10 +219,7 @@ class LeaseStore:
             if self.postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
             held = conn.execute(
-                _q(
-                    "SELECT DISTINCT host, lease_owner = :me AS mine FROM feed"
-                    " WHERE lease_until > :now"
-                ),
+                _q(f"SELECT DISTINCT f.host, f.lease_owner = :me FROM feed f WHERE {_HELD}"),
                 params,
             ).all()
             mine = {h for h, is_mine in held if is_mine}
@@ -254,8 +260,7 @@ class LeaseStore:
             return []
         conn.execute(
             _q(
-                "UPDATE feed SET lease_owner = :me, lease_until = :until,"
-                " last_claimed_at = :now WHERE id IN :ids"
+                "UPDATE feed SET lease_owner = :me, last_claimed_at = :now WHERE id IN :ids"
             ).bindparams(bindparam("ids", expanding=True)),
             params | {"ids": ids},
         )
@@ -289,7 +294,7 @@ class LeaseStore:
 
     @staticmethod
     def _release(conn: Connection, owner: str, feed_ids: Iterable[int] | None = None) -> None:
-        sql = "UPDATE feed SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = :me"
+        sql = "UPDATE feed SET lease_owner = NULL WHERE lease_owner = :me"
         if feed_ids is None:
             conn.execute(text(sql), {"me": owner})
             return

@@ -67,9 +67,9 @@ class Feed(SQLModel, table=True):
     #: `urls.host_key` of the url: a host's feeds are claimed by one worker at a time,
     #: so per-host politeness holds across workers
     host: str = Field(default="", max_length=300, index=True)
-    #: the worker polling this feed now, until when (see `leases`)
+    #: the worker polling this feed now; the claim lasts while that worker reports (see
+    #: `leases`)
     lease_owner: str | None = Field(default=None, max_length=200, index=True)
-    lease_until: dt.datetime | None = when()
     #: when a worker last took it, so `poll --all` polls each feed once per run
     last_claimed_at: dt.datetime | None = when()
 
