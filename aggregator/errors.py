@@ -44,5 +44,9 @@ class DeliveryError(AggregatorError):
     """The mail server could not be reached or refused the digest."""
 
 
+class OutputError(AggregatorError):
+    """An output file could not be written (a full disk, a read-only folder)."""
+
+
 class BusyError(AggregatorError):
     """Another process holds what this one needs (a second worker on SQLite)."""

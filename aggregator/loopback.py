@@ -138,10 +138,13 @@ class LoopbackSite:
 class MailSink:
     """A real SMTP server (aiosmtpd) on loopback that keeps what it receives.
 
-    `refuse` holds addresses it answers 550 for, to test failed deliveries.
+    `refuse` holds addresses it answers 550 for, to test failed deliveries; `delay` makes
+    it take that long over each message.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None):
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, delay: float = 0):
+        import asyncio
+
         from aiosmtpd.controller import Controller
 
         self.messages: list[tuple[list[str], bytes]] = []
@@ -156,6 +159,7 @@ class MailSink:
                 return "250 OK"
 
             async def handle_DATA(self, server, session, envelope):
+                await asyncio.sleep(delay)  # a slow server (`delay` seconds a message)
                 sink.messages.append((list(envelope.rcpt_tos), envelope.content))
                 return "250 Message accepted"
 

@@ -67,14 +67,18 @@ class Worker:
             log.info("poll: %s", summary.line())
             if summary.changed:
                 self.agg.want_job("publish")
-            self.publish_job()
         except AggregatorError as e:
             log.error("poll failed: %s", e)
+        self.publish_job()
 
     def publish_job(self) -> None:
         """Publish if any worker asked for it; a worker publishing now publishes again."""
-        if self.agg.run_job("publish", self.agg.publish, wanted=True) is not None:
-            log.info("publish: outputs written")
+        try:
+            if self.agg.run_job("publish", self.agg.publish, wanted=True) is not None:
+                log.info("publish: outputs written")
+        except AggregatorError as e:
+            log.error("publish failed: %s (tried again within a minute)", e)
+            self.agg.want_job("publish")
 
     def digest_job(self) -> None:
         if self.agg.run_job("digest", self._digest) is None:

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from .config import Settings
-from .errors import BusyError
+from .errors import AggregatorError, BusyError
 from .storage import Storage
 from .storage.db import sqlite_file
 
@@ -69,6 +69,12 @@ class WorkerSession:
             )
             if self._lock_file is not None:  # the only worker: any other one died
                 self.storage.leases.forget_others(self.id)
+        except OperationalError:
+            self._unlock()
+            raise AggregatorError(
+                "database: cannot write to it (read-only, or the server is away); "
+                "polling, publishing and sending need a database they can change"
+            ) from None
         except BaseException:
             self._unlock()
             raise
@@ -110,7 +116,13 @@ def _one_worker(database: Path, command: str) -> IO[bytes] | None:
     except ImportError:  # not on this platform: one worker is the operator's rule
         return None
     path = database.with_name(database.name + ".worker-lock")
-    handle = open(path, "a+b")  # noqa: SIM115  (held for the session)
+    try:
+        handle = open(path, "a+b")  # noqa: SIM115  (held for the session)
+    except OSError as e:
+        raise AggregatorError(
+            f"database.url: cannot write beside {database} ({e.strerror}); polling needs a "
+            "database it can change"
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

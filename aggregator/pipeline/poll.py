@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import functools
 import logging
 import threading
 from asyncio import FIRST_COMPLETED
@@ -22,11 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ..config import Settings
+from ..errors import FeedError
 from ..records import FeedToFetch, FeedUpdateResult, PollSummary
 from ..states import PollOutcome
 from ..storage import Storage
 from .fetch import FeedClient, FetchLimits, HostGate, open_client
-from .ingest import Batcher, PollContext, Recorder, poll_feed
+from .ingest import Batcher, PollContext, Recorder, poll_feed, with_db_retry
 from .match import EventRules
 from .parsepool import make_parser
 from .registration import discover_pending
@@ -124,19 +126,28 @@ async def run_poll(
             running: set[asyncio.Task[FeedUpdateResult]] = set()
             loop = asyncio.get_running_loop()
             next_claim = 0.0
+            database_away = False
+            release = storage.leases.release
             try:
                 while True:
-                    stopping = stop is not None and stop.is_set()
+                    stopping = database_away or (stop is not None and stop.is_set())
                     if stopping and waiting:
                         unstarted = [t.feed_id for t in waiting]
                         waiting.clear()
-                        await asyncio.to_thread(storage.leases.release, worker.id, unstarted)
+                        with contextlib.suppress(FeedError):  # else free when it stops reporting
+                            await asyncio.to_thread(
+                                with_db_retry, functools.partial(release, worker.id, unstarted)
+                            )
                     if (
                         not stopping
                         and len(waiting) < polling.concurrency
                         and loop.time() >= next_claim
                     ):
-                        claimed = await asyncio.to_thread(claim)
+                        try:
+                            claimed = await asyncio.to_thread(with_db_retry, claim)
+                        except FeedError:  # the database stayed away: finish what we have
+                            log.error("cannot claim more feeds: the database is unavailable")
+                            claimed, database_away = [], True
                         waiting.extend(claimed)
                         # nothing claimable: other workers hold the hosts left, or the
                         # round is over; look again in a while, not at every result
@@ -157,8 +168,10 @@ async def run_poll(
                 for task in running:
                     task.cancel()
                 await ctx.run(ctx.recorder.flush)
-                # feeds claimed and not polled (stopped, or a failure) are free again
-                await asyncio.to_thread(storage.leases.release, worker.id)
+                # feeds claimed and not polled (stopped, or a failure) are free again (or,
+                # with the database away, once this worker stops reporting)
+                with contextlib.suppress(FeedError):
+                    await asyncio.to_thread(with_db_retry, functools.partial(release, worker.id))
     return summary
 
 
