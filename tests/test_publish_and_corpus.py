@@ -93,6 +93,53 @@ def test_published_feed_is_valid_atom_with_everything_design_promises(make_agg, 
     assert "Newest: 1 &lt; 2 &amp; more" in page and "<script>" not in page
 
 
+def test_rss_and_json_feed_carry_the_same_entries_as_the_atom_feed(make_agg, site):
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    agg = make_agg()
+    posts = [
+        item(
+            f"Post {n} &amp; more",
+            guid=f"tag:b,{n}",
+            link=f"http://b.example/{n}",
+            categories=("Co-production Week", "carers"),
+            date=f"Mon, 0{n + 1} Jul 2017 08:00:00 +0000",
+        )
+        for n in range(3)
+    ]
+    url = serve_feed(site, "/b", rss(*posts))
+    agg.add_contributor("Ann", url, feed=url)
+    agg.update_feeds()
+    entries = published(agg)  # publishes, and reads feed.atom back
+    out = agg.settings.output_dir
+    expected = [(e.id, e.title, e.link) for e in entries]
+    assert len(expected) == 3
+    # RSS 2.0, as an RSS-to-email service reads it
+    rss_feed = feedparser.parse(str(out / "rss.xml"))
+    assert rss_feed.bozo == 0 and rss_feed.version == "rss20"
+    assert [(e.id, e.title, e.link) for e in rss_feed.entries] == expected
+    assert all(e.author == "Ann" for e in rss_feed.entries)
+    # JSON Feed 1.1, valid against its published schema
+    schema = json.loads((Path(__file__).parent / "spec/jsonfeed/schema-v1.1.json").read_text())
+    document = json.loads((out / "feed.json").read_text())
+    jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
+    assert document["version"] == "https://jsonfeed.org/version/1.1"
+    assert [(i["id"], i["title"], i["url"]) for i in document["items"]] == expected
+    assert document["items"][0]["tags"] == ["Co-production Week", "carers"]
+    assert document["items"][0]["authors"] == [{"name": "Ann"}]
+    # the page names all three as alternates
+    head = (out / "index.html").read_text().split("</head>")[0]
+    for kind, name in (
+        ("application/atom+xml", "feed.atom"),
+        ("application/rss+xml", "rss.xml"),
+        ("application/feed+json", "feed.json"),
+    ):
+        assert f'type="{kind}"' in head and f'href="{name}"' in head
+
+
 def test_opml_export_and_import_round_trip(make_agg, site, tmp_path):
     agg = make_agg()
     a = serve_feed(
@@ -121,7 +168,13 @@ def test_opml_export_and_import_round_trip(make_agg, site, tmp_path):
 def test_outputs_are_replaced_whole(make_agg, site):
     agg = make_agg()
     paths = agg.publish()
-    assert [p.name for p in paths] == ["feed.atom", "index.html", "contributors.opml"]
+    assert [p.name for p in paths] == [
+        "feed.atom",
+        "rss.xml",
+        "feed.json",
+        "index.html",
+        "contributors.opml",
+    ]
     assert not list(agg.settings.output_dir.glob(".*.tmp"))
 
 

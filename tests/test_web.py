@@ -84,6 +84,11 @@ def test_outputs_are_served_with_validators_and_304(agg, web, site):
     etag, modified = response.headers["etag"], response.headers["last-modified"]
     assert web.get("/feed.atom", headers={"If-None-Match": etag}).status_code == 304
     assert web.get("/feed.atom", headers={"If-Modified-Since": modified}).status_code == 304
+    for name, media in (("rss.xml", "application/rss+xml"), ("feed.json", "application/feed+json")):
+        other = web.get(f"/{name}")
+        assert other.status_code == 200 and other.headers["content-type"].startswith(media)
+        again = web.get(f"/{name}", headers={"If-None-Match": other.headers["etag"]})
+        assert again.status_code == 304
     assert web.get("/contributors.opml").status_code == 200
     assert web.get("/aggregator.db").status_code == 404
     assert web.get("/digests/../../etc/passwd").status_code == 404

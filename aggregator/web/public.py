@@ -6,11 +6,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..outputs.syndication import FORMATS
 from ..text import excerpt
 from .support import aggregator, conditional_file, message, render
 
 PAGE_SIZE = 20
-_OUTPUTS = {"feed.atom": "application/atom+xml", "contributors.opml": "text/x-opml"}
+_OUTPUTS = {**FORMATS, "contributors.opml": "text/x-opml"}
 
 
 def home(request: Request) -> Response:
