@@ -85,6 +85,15 @@ class PollingSettings(_Section):
 class PublishSettings(_Section):
     output_dir: str = "output"
     max_entries: Annotated[int, Field(ge=1)] = 200
+    #: a WebSub hub: the feeds name it, and it is told after each publish that changed them
+    hub: str | None = None
+
+    @field_validator("hub")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// address")
+        return value
 
 
 class DigestSettings(_Section):

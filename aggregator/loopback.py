@@ -33,6 +33,8 @@ class Response:
 class SeenRequest:
     path: str
     headers: dict[str, str]
+    method: str = "GET"
+    body: bytes = b""
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -68,6 +70,9 @@ class LoopbackSite:
             def do_GET(self) -> None:
                 site._serve(self)
 
+            def do_POST(self) -> None:  # answered like GET; the body is kept
+                site._serve(self)
+
         self.server = _QuietServer((host, 0), _Handler)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -100,8 +105,12 @@ class LoopbackSite:
         self.stop()
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        body = b""
+        if handler.command == "POST":
+            body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        seen = SeenRequest(handler.path, dict(handler.headers.items()), handler.command, body)
         with self._lock:
-            self.requests.append(SeenRequest(handler.path, dict(handler.headers.items())))
+            self.requests.append(seen)
         route = self.routes.get(handler.path)
         response = route(handler) if callable(route) else route
         if response is None:

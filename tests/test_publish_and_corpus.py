@@ -4,6 +4,7 @@ real-world feed of the shared corpus polled over HTTP without a crash."""
 from __future__ import annotations
 
 import functools
+import urllib.parse
 import xml.etree.ElementTree as ET
 
 import feedparser
@@ -222,3 +223,42 @@ def test_corpus_titles_survive_exactly(make_agg, site):
         agg.update_feeds()
         got = {e.title for e in published(agg) if e.author == name}
         assert got == {e.title for e in source.entries}
+
+
+def test_a_websub_hub_is_named_in_the_feeds_and_pinged_when_they_change(make_agg, site, clock):
+    import json
+
+    from aggregator.loopback import Response
+
+    site.routes["/hub"] = Response(b"", status=204, content_type="text/plain")
+    agg = make_agg(publish={"hub": site.url("/hub")})
+    posts = [item("First", guid="1", link="http://b.example/1", categories=("Co-production Week",))]
+    url = serve_feed(site, "/b", rss(*posts))
+    agg.add_contributor("Ann", url, feed=url)
+    agg.update_feeds()
+    agg.publish()
+    out, site_url = agg.settings.output_dir, agg.settings.event.site_url
+    atom_links = {
+        (link.rel, link.href) for link in feedparser.parse(str(out / "feed.atom")).feed.links
+    }
+    assert ("hub", site.url("/hub")) in atom_links and (
+        "self",
+        site_url + "feed.atom",
+    ) in atom_links
+    document = json.loads((out / "feed.json").read_text())
+    assert document["hubs"] == [{"type": "WebSub", "url": site.url("/hub")}]
+    pings = [r for r in site.hits("/hub") if r.method == "POST"]
+    assert len(pings) == 1
+    body = urllib.parse.parse_qs(pings[0].body.decode())
+    assert body["hub.mode"] == ["publish"]
+    assert site_url + "feed.atom" in body["hub.url"] and site_url + "feed.json" in body["hub.url"]
+    agg.publish()  # nothing changed: no ping, and the feeds keep their validators
+    assert len([r for r in site.hits("/hub") if r.method == "POST"]) == 1
+    posts.append(
+        item("Second", guid="2", link="http://b.example/2", categories=("Co-production Week",))
+    )
+    serve_feed(site, "/b", rss(*posts))
+    clock.advance(minutes=1)
+    agg.update_feeds(include_not_due=True)
+    agg.publish()
+    assert len([r for r in site.hits("/hub") if r.method == "POST"]) == 2

@@ -8,6 +8,9 @@ web server) never sees half a file.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +19,11 @@ from ..storage.posts import PostView
 from ..text import excerpt
 from .files import write_atomic
 from .opml import OpmlEntry, render_opml
-from .syndication import render_atom, render_json, render_rss
+from .syndication import FORMATS, render_atom, render_json, render_rss
+from .templating import templates
 
 __all__ = ["render_atom", "render_index", "write_outputs"]
-from .templating import templates
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,32 @@ def write_outputs(
         "index.html": render_index(settings, posts, now, digests),
         "contributors.opml": render_opml(f"{settings.event.name}: contributors", feeds, now),
     }
+    changed = set()
     for name, data in files.items():
-        write_atomic(out / name, data)
+        path = out / name
+        if not path.is_file() or path.read_bytes() != data:  # else its validators stay
+            write_atomic(path, data)
+            changed.add(name)
+    if settings.publish.hub and "feed.atom" in changed:
+        ping_hub(settings.publish.hub, [settings.event.site_url + n for n in FORMATS])
     return [out / name for name in files]
+
+
+def ping_hub(hub: str, topics: list[str]) -> bool:
+    """Tell a WebSub hub that the feeds changed (a publish ping: `hub.mode=publish` and
+    each `hub.url`), so that readers subscribed there get the new posts at once. A hub
+    that does not answer is logged, not an error: the feeds are published either way."""
+    form = urllib.parse.urlencode([("hub.mode", "publish")] + [("hub.url", t) for t in topics])
+    request = urllib.request.Request(
+        hub,
+        data=form.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read(1024)
+    except (OSError, ValueError) as e:
+        log.warning("the hub %s did not take the ping: %s", hub, e)
+        return False
+    return True

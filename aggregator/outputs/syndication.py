@@ -44,10 +44,14 @@ def _generator(settings: Settings, posts: list[PostView], now: dt.datetime, own:
     fg.subtitle(f"Posts written for {settings.event.name}")
     fg.description(f"Posts written for {settings.event.name}")
     fg.link(href=site + own, rel="self", type=FORMATS[own])
+    if settings.publish.hub:  # WebSub: where readers subscribe to be pushed new posts
+        fg.link(href=settings.publish.hub, rel="hub")
     fg.link(href=site, rel="alternate", type="text/html")
     fg.generator("event-aggregator")
     fg.language("en")
-    fg.updated(max((_dates(p)[1] for p in posts), default=now))
+    newest = max((_dates(p)[1] for p in posts), default=now)
+    fg.updated(newest)
+    fg.lastBuildDate(newest)  # not the time of writing: unchanged posts, unchanged file
     # feedgen prepends entries: add the oldest first so the file reads newest first
     for post in reversed(posts):
         published, updated = _dates(post)
@@ -110,4 +114,6 @@ def render_json(settings: Settings, posts: list[PostView], now: dt.datetime) -> 
         "language": "en",
         "items": items,
     }
+    if settings.publish.hub:
+        feed["hubs"] = [{"type": "WebSub", "url": settings.publish.hub}]
     return json.dumps(feed, ensure_ascii=False, indent=1).encode("utf-8")
