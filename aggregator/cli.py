@@ -313,6 +313,19 @@ def feeds_resume(url: str) -> None:
 
 @app.command()
 @friendly
+def explain(
+    url: Annotated[str, typer.Argument(help="The post's address, in any form.")],
+) -> None:
+    """Is this post in the feed? If not, exactly why and what to do: from what is stored
+    and, when it is not stored, from a fresh read of its blog's feed."""
+    with aggregator() as agg:
+        answer = agg.explain(url)
+    for line in answer.lines(organiser=True):
+        say(line)
+
+
+@app.command()
+@friendly
 def digest(
     date: Annotated[
         str | None, typer.Option(help="The local date YYYY-MM-DD (default: today).")

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
     from .outputs.opml import OpmlEntry
     from .outputs.outbox import OutboxReport
     from .outputs.publish import PageDigest
+    from .pipeline.explain import Answer
     from .pipeline.fetch import FetchLimits
     from .storage.feeds import ContributorRow
     from .storage.leases import WorkerRow
@@ -107,16 +107,11 @@ class Aggregator:
         """Discover (or take) the feed, check that it parses, store it with any label feeds."""
         from .pipeline import registration
 
-        blog = asyncio.run(
-            registration.find_blog(
-                self.storage,
-                self.limits,
-                self.settings.event.tags,
-                url,
-                feed,
-                with_labels=not all_posts,
-            )
+        tags, labels = self.settings.event.tags, not all_posts
+        found = registration.find_blog(
+            self.storage, self.limits, tags, url, feed, with_labels=labels
         )
+        blog = asyncio.run(found)
         contributor_id = self.storage.feeds.add_contributor(
             name, url or blog.main.url, all_posts, self.now()
         )
@@ -246,10 +241,8 @@ class Aggregator:
 
     def workers(self) -> list[tuple[WorkerRow, list[str]]]:
         """The workers alive (heard from within a lease), each with the feeds it holds."""
-        leases = self.storage.leases
         stale = self.now() - dt.timedelta(seconds=self.settings.polling.lease_seconds)
-        held = leases.leased(stale)
-        return [(w, held.get(w.id, [])) for w in leases.workers(stale)]
+        return self.storage.leases.alive(stale)
 
     def health_problems(self) -> list[str]:
         """Feeds failing for a day or more, and contributors with nothing for the event yet."""
@@ -440,11 +433,16 @@ class Aggregator:
         return self.storage.accounts.organiser_emails()
 
     def allow(self, limit: str, key: str, hits: int, seconds: float) -> bool:
-        """Count a hit on a shared rate limit: False once `key` (kept hashed) made more
-        than `hits` in `seconds`, in any process."""
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        window = dt.timedelta(seconds=seconds)
-        return self.storage.rates.hit(f"{limit}:{digest}", hits, window, self.now())
+        """Count a hit on a shared rate limit: False once `key` made more than `hits` in
+        `seconds`, in any process."""
+        return self.storage.rates.hit(limit, key, hits, dt.timedelta(seconds=seconds), self.now())
+
+    def explain(self, url: str) -> Answer:
+        """Why a post is in the feed, or why not and what to do (see `pipeline.explain`)."""
+        from .pipeline.explain import explain
+
+        checked = explain(self.storage, self.settings, self.rules, self.limits, url, self.now())
+        return asyncio.run(checked)
 
     def session_secret(self) -> str:
         return self.storage.meta.secret_key()

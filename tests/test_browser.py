@@ -98,6 +98,15 @@ def test_contributor_registers_organiser_approves_reader_subscribes(server, brow
     page.goto(base + "/")
     assert "Our first co-production meeting" in page.inner_text("main")
     assert "Holiday photos" not in page.inner_text("main")
+    # the contributor asks whether her posts are in
+    page.get_by_role("link", name="Is my post in?").click()
+    page.get_by_label("Your post's address").fill("https://bea.example/2")
+    page.get_by_role("button", name="Check").click()
+    assert "its labels" in page.inner_text("main") or "no labels" in page.inner_text("main")
+    page.get_by_label("Your post's address").fill("https://bea.example/1")
+    page.get_by_role("button", name="Check").click()
+    assert "Yes. Included since" in page.inner_text("main")
+    shot(page, "check")
 
     # a reader subscribes, confirms from the email, gets a digest, unsubscribes in one click
     reader = browser.new_page()

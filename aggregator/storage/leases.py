@@ -161,6 +161,11 @@ class LeaseStore:
             ).mappings()
             return [WorkerRow(**r) for r in rows]
 
+    def alive(self, stale: dt.datetime) -> list[tuple[WorkerRow, list[str]]]:
+        """The workers heard from since `stale`, each with the feeds it holds."""
+        held = self.leased(stale)
+        return [(w, held.get(w.id, [])) for w in self.workers(stale)]
+
     def leased(self, stale: dt.datetime) -> dict[str, list[str]]:
         """worker id -> the feeds it holds (workers heard from since `stale`)."""
         with self.engine.connect() as conn:

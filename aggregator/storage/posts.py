@@ -360,6 +360,45 @@ class PostStore:
         with Session(self.engine) as session:
             return int(session.exec(select(func.count()).select_from(Post)).one())
 
+    def contributor_on_host(self, host: str) -> str | None:
+        """Who wrote stored posts whose links are on `host` (a blog whose feed lives
+        elsewhere, such as on FeedBurner): the contributor's name, or None."""
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(Contributor.name)
+                .join(Post, col(Post.contributor_id) == Contributor.id)
+                .where(
+                    or_(
+                        col(Post.link_key).startswith(host + "/", autoescape=True),
+                        col(Post.link_key).startswith("www." + host + "/", autoescape=True),
+                    )
+                )
+                .limit(1)
+            ).first()
+            return found
+
+    def find(self, key: str) -> tuple[PostView, str | None] | None:
+        """The stored post whose link has this key (`urls.link_key`), and, when the link
+        is that of a copy kept as an alternate, the copy's feed address."""
+        with Session(self.engine) as session:
+            post = session.exec(select(Post).where(Post.link_key == key)).first()
+            copy_feed = None
+            if post is None:
+                rows = session.exec(
+                    select(PostSource.post_id, PostSource.link, Feed.url)
+                    .join(Feed, col(Feed.id) == PostSource.feed_id)
+                    .where(col(PostSource.is_primary).is_(False), col(PostSource.link).is_not(None))
+                ).all()
+                for post_id, link, feed_url in rows:
+                    if link_key(canonical_url(link)) == key:
+                        post, copy_feed = session.get(Post, post_id), feed_url
+                        break
+            if post is None or post.id is None:
+                return None
+            query = select(Post, Contributor.name, Feed.url, Feed.title)  # hidden ones too
+            views = self._views(session, query.where(col(Post.id) == post.id))
+            return (views[0], copy_feed) if views else None
+
     def set_hidden(self, url: str, hidden: bool) -> int:
         """Hide (or show again) the post with this link; returns how many posts matched."""
         key = link_key(canonical_url(url))

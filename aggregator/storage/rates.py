@@ -4,6 +4,7 @@ counts the same hits: one row per key and fixed window, counted with one upsert.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
 
 from sqlalchemy import bindparam, text
@@ -30,8 +31,10 @@ class RateStore:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def hit(self, key: str, limit: int, window: dt.timedelta, now: dt.datetime) -> bool:
-        """Count a hit on `key`; True while the window holds at most `limit` of them."""
+    def hit(self, name: str, key: str, limit: int, window: dt.timedelta, now: dt.datetime) -> bool:
+        """Count a hit on `key` of the limit `name`; True while the window holds at most
+        `limit` of them. Keys are kept hashed (they may be addresses)."""
+        key = f"{name}:{hashlib.sha256(key.encode()).hexdigest()}"
         with self.engine.begin() as conn:
             hits = conn.execute(_HIT, {"key": key, "now": now, "cutoff": now - window}).scalar()
             if random.random() < 0.02:  # forget old windows, now and then

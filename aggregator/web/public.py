@@ -8,7 +8,17 @@ from starlette.routing import Route
 
 from ..outputs.syndication import FORMATS
 from ..text import excerpt
-from .support import aggregator, conditional_file, message, render
+from .support import (
+    aggregator,
+    checked_form,
+    client,
+    conditional_file,
+    in_thread,
+    limits,
+    message,
+    render,
+    too_many,
+)
 
 PAGE_SIZE = 20
 _OUTPUTS = {**FORMATS, "contributors.opml": "text/x-opml"}
@@ -48,6 +58,27 @@ def output_file(request: Request) -> Response:
     return conditional_file(request, path, media)
 
 
+#: a URL is at most this long here (browsers and servers stop near it too)
+MAX_URL = 2000
+
+
+async def check(request: Request) -> Response:
+    """ "Is my post in?": the public face of `aggregator explain` (never an organiser's
+    private detail, such as why a post was hidden)."""
+    if request.method != "POST":
+        return render(request, "check.html", answer=None)
+    data = await checked_form(request)
+    if not await limits(request).check_by_client.allow(request, client(request)):
+        return too_many(request)
+    url = data.get("url", "").strip()
+    if not url or len(url) > MAX_URL:
+        return render(
+            request, "check.html", status=400, answer=None, error="Give a post's address."
+        )
+    answer = await in_thread(aggregator(request).explain, url)
+    return render(request, "check.html", answer=answer, url=url)
+
+
 def digest_archive(request: Request) -> Response:
     digests = [(d.date, d.post_count) for d in aggregator(request).digest_archive()]
     return render(request, "digests.html", digests=digests)
@@ -56,6 +87,7 @@ def digest_archive(request: Request) -> Response:
 routes = [
     Route("/", home),
     Route("/digests/", digest_archive),
+    Route("/check", check, methods=["GET", "POST"]),
 ]
 #: last: it answers every other path from the output folder
 fallback = Route("/{name:path}", output_file)

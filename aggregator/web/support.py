@@ -56,6 +56,8 @@ class Limits:
     subscribe_by_address: RateLimit = RateLimit("subscribe-address", 3, 3600)
     register_by_client: RateLimit = RateLimit("register-client", 5, 3600)
     login_by_client: RateLimit = RateLimit("login-client", 10, 900)
+    #: each check may read a blog's feeds
+    check_by_client: RateLimit = RateLimit("check-client", 20, 3600)
 
 
 def aggregator(request: Request) -> Aggregator:
