@@ -275,6 +275,25 @@ def status() -> None:
     say(workers_lines(workers, now))
 
 
+@posts_app.command("add")
+@friendly
+def posts_add(
+    url: Annotated[str, typer.Argument(help="The page's address.")],
+    contributor: Annotated[
+        str | None, typer.Option(help="Whose post it is (default: the page's author).")
+    ] = None,
+) -> None:
+    """Add a post that has no feed (a LinkedIn article, a news story) by its address: its
+    title, author, date and summary are read from the page; then republish."""
+    with aggregator() as agg:
+        added = agg.add_post(url, contributor)
+    if not added.new:
+        say(f"Already in the feed: “{added.title}” (nothing added).")
+        return
+    day = f", dated {added.published:%-d %B %Y}" if added.published else ""
+    say(f"Added “{added.title}” by {added.contributor}{day}; the outputs are republished.")
+
+
 @posts_app.command("hide")
 @friendly
 def posts_hide(url: Annotated[str, typer.Argument(help="The post's link.")]) -> None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .outputs.publish import PageDigest
     from .pipeline.explain import Answer
     from .pipeline.fetch import FetchLimits
+    from .pipeline.manual import AddedPost
     from .storage.feeds import ContributorRow
     from .storage.leases import WorkerRow
     from .storage.outbox import Letter
@@ -143,18 +144,9 @@ class Aggregator:
 
     def import_opml(self, path: Path) -> tuple[list[AddResult], list[str]]:
         """Register every feed of an OPML file; returns what was added and one line per failure."""
-        from .outputs.opml import read_opml
+        from .outputs.opml import import_all
 
-        added, problems = [], []
-        for e in read_opml(path):
-            try:
-                new = self.add_contributor(
-                    e.name, e.homepage, feed=e.feed_url, all_posts=e.all_posts
-                )
-                added.append(new)
-            except AggregatorError as error:
-                problems.append(f"{e.name}: {error}")
-        return added, problems
+        return import_all(path, self.add_contributor)
 
     # ---- polling, publishing, health ----
 
@@ -253,6 +245,16 @@ class Aggregator:
         self.storage.feeds.set_paused(url, paused)
 
     # ---- posts ----
+
+    def add_post(self, url: str, contributor: str | None = None) -> AddedPost:
+        """Store a page without a feed (read through the feeds' guarded client) as an event
+        post, deduplicated like any other, and republish (see `pipeline.manual`)."""
+        from .pipeline.manual import add_page
+
+        page = add_page(self.storage, self.rules, self.limits, url, contributor, self.now())
+        added = asyncio.run(page)
+        self.publish()
+        return added
 
     def hide_post(self, url: str, hidden: bool = True) -> int:
         """Hide a post (or show it again) and republish, so the outputs follow at once."""

@@ -23,6 +23,8 @@ class FeedKind(StrEnum):
 
     MAIN = "main"
     LABEL = "label"
+    #: where a contributor's posts added by hand are kept: never fetched (`manual:<id>`)
+    MANUAL = "manual"
 
 
 class FeedState(StrEnum):
@@ -49,3 +51,16 @@ class RegistrationState(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+
+
+class PushState(StrEnum):
+    """A feed's WebSub subscription at its hub."""
+
+    #: asked the hub, waiting for its verification of intent
+    SUBSCRIBING = "subscribing"
+    #: verified: the hub pushes new content until the lease ends
+    ACTIVE = "active"
+    #: the feed was removed: asking the hub to stop
+    UNSUBSCRIBING = "unsubscribing"
+    #: the hub refused
+    DENIED = "denied"

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import AggregatorError
 from ..states import FeedKind
 
 if TYPE_CHECKING:
     from ..storage.feeds import ContributorRow
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,18 @@ def render_opml(title: str, entries: list[OpmlEntry], now: dt.datetime) -> bytes
         ET.SubElement(body, "outline", attrs)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def import_all(path: Path, add: Callable[..., T]) -> tuple[list[T], list[str]]:
+    """`add` (Aggregator.add_contributor) every feed of an OPML file: what was added, and
+    one line per feed that could not be."""
+    added, problems = [], []
+    for e in read_opml(path):
+        try:
+            added.append(add(e.name, e.homepage, feed=e.feed_url, all_posts=e.all_posts))
+        except AggregatorError as error:
+            problems.append(f"{e.name}: {error}")
+    return added, problems
 
 
 def read_opml(path: Path) -> list[OpmlEntry]:

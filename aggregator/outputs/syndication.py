@@ -70,7 +70,8 @@ def _generator(settings: Settings, posts: list[PostView], now: dt.datetime, own:
             fe.description(excerpt(post.text, 60), isSummary=True)
         fe.published(published)
         fe.updated(updated)
-        fe.source(url=post.feed_url, title=post.feed_title or post.contributor)
+        if not post.feed_url.startswith("manual:"):  # a post added by hand has no feed
+            fe.source(url=post.feed_url, title=post.feed_title or post.contributor)
     return fg
 
 

@@ -125,6 +125,7 @@ _FEED_ROWS = text(
            f.last_success_at,
            (SELECT count(*) FROM postsource s WHERE s.feed_id = f.id) AS posts
     FROM feed f JOIN contributor c ON c.id = f.contributor_id
+    WHERE f.kind <> 'manual'
     ORDER BY c.name, f.kind DESC, f.url
     """
 ).columns(**_TIMES)
@@ -267,6 +268,34 @@ class FeedStore:
         from . import feed_writes
 
         return feed_writes.add_feed(self.engine, contributor_id, url, kind, title, now)
+
+    def manual_feed(self, contributor_id: int, now: dt.datetime) -> int:
+        """The contributor's feed for posts added by hand (made on first use; paused, so
+        never polled, and left out of the feeds' health)."""
+        url = f"manual:{contributor_id}"
+        with self.engine.begin() as conn:
+            found = conn.execute(text("SELECT id FROM feed WHERE url = :url"), {"url": url})
+            feed_id = found.scalar()
+            if feed_id is None:
+                conn.execute(
+                    text(
+                        "INSERT INTO feed (contributor_id, url, host, kind, title, error_count,"
+                        " gone, paused, created_at) VALUES (:c, :url, '', :kind, 'Added by hand',"
+                        " 0, :no, :yes, :now) ON CONFLICT (url) DO NOTHING"
+                    ).bindparams(_NOW),
+                    {
+                        "c": contributor_id,
+                        "url": url,
+                        "kind": FeedKind.MANUAL,
+                        "no": False,
+                        "yes": True,
+                        "now": now,
+                    },
+                )
+                feed_id = conn.execute(
+                    text("SELECT id FROM feed WHERE url = :url"), {"url": url}
+                ).scalar_one()
+            return int(feed_id)
 
     def feed_exists(self, url: str) -> bool:
         with self.engine.connect() as conn:

@@ -102,6 +102,13 @@ def _hiding(hidden: bool) -> Handler:
     return handler
 
 
+def _add_post(agg: Aggregator, data: Form) -> str:
+    added = agg.add_post(_field(data, "url"), data.get("contributor", "").strip() or None)
+    if not added.new:
+        return f"Already in the feed: “{added.title}”."
+    return f"Added “{added.title}” by {added.contributor}; the outputs are republished."
+
+
 #: the dashboard's buttons: action -> what it does, returning the note to show
 ACTIONS: dict[str, Handler] = {
     "add": _add,
@@ -115,6 +122,7 @@ ACTIONS: dict[str, Handler] = {
     "unsubscribe": _unsubscribe,
     "hide": _hiding(True),
     "show": _hiding(False),
+    "add-post": _add_post,
 }
 
 
