@@ -80,6 +80,9 @@ class PollingSettings(_Section):
     #: a worker holds the feeds it polls this long past its last heartbeat (every third
     #: of it): a worker killed holding feeds lets the others take them after this
     lease_seconds: Annotated[float, Field(ge=3, le=86400)] = 300
+    #: subscribe to the hubs feeds name (WebSub) and take their pushes at
+    #: site_url/websub/…: needs `aggregator serve` answering at event.site_url
+    websub: bool = False
 
 
 class PublishSettings(_Section):

@@ -38,6 +38,8 @@ class FeedHealth:
     has_feed: bool = True
     #: paused, or gone: polled again only once an organiser resumes it
     stopped: bool = False
+    #: its hub's WebSub subscription (a PushState), if any
+    push: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -48,9 +50,11 @@ class FeedHealth:
         """One phrase: the state, or the reason where it is what an organiser needs."""
         if self.state is FeedState.FAILING or not self.has_feed:
             return self.reason or str(self.state)
+        pushed = {"active": " · pushed", "subscribing": " · asking its hub to push"}
+        tail = pushed.get(self.push or "", "")
         if self.state is FeedState.OK and self.reason:
-            return f"ok (note: {self.reason})"
-        return str(self.state)
+            return f"ok (note: {self.reason}){tail}"
+        return f"{self.state}{tail}"
 
 
 def feed_state(row: FeedRow) -> FeedState:
@@ -91,6 +95,7 @@ def of_feed(row: FeedRow) -> FeedHealth:
         next_try=next_try(row),
         posts=row.posts,
         stopped=row.paused or row.gone,
+        push=row.push,
     )
 
 

@@ -31,6 +31,8 @@ class FeedToFetch:
     body_hash: str | None = None
     #: consecutive failures so far, for the backoff
     error_count: int = 0
+    #: its hub pushes new posts (WebSub): polled less often, as a safety net
+    pushed: bool = False
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,18 @@ class Worker:
                 self.agg.want_job("publish")
         except AggregatorError as e:
             log.error("poll failed: %s", e)
+        self.websub_job()
         self.publish_job()
+
+    def websub_job(self) -> None:
+        """Ask hubs to push the feeds that name one (`polling.websub`), and renew."""
+        if not self.agg.settings.polling.websub:
+            return
+        try:
+            for line in self.agg.websub.send_requests():
+                log.info(line)
+        except AggregatorError as e:
+            log.error("websub: %s (tried again within a minute)", e)
 
     def publish_job(self) -> None:
         """Publish if any worker asked for it; a worker publishing now publishes again."""
@@ -103,6 +114,7 @@ class Worker:
                 log.info(report.line())
         except AggregatorError as e:
             log.error("outbox: %s (retried at the next run)", e)
+        self.websub_job()
         try:
             self.publish_job()
             if missed_digest_today(self.agg):

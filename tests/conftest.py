@@ -228,11 +228,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def web_server(tmp_path: Path, *, slow_callback: float | None = None) -> Iterator[tuple]:
+def web_server(
+    tmp_path: Path, *, slow_callback: float | None = None, **sections: dict[str, Any]
+) -> Iterator[tuple]:
     """`aggregator serve` for real: uvicorn on a free loopback port in a thread, with a
     mail sink for its emails; yields (base URL, aggregator, mail sink). With
     `slow_callback`, its event loop runs in asyncio's debug mode and reports every
-    callback slower than that many seconds (to the `asyncio` logger)."""
+    callback slower than that many seconds (to the `asyncio` logger). `sections` add to
+    the settings (as `base_settings` takes them)."""
     import asyncio
     import threading
     import time
@@ -248,6 +251,7 @@ def web_server(tmp_path: Path, *, slow_callback: float | None = None) -> Iterato
             tmp_path,
             f"sqlite:///{tmp_path / 'web.db'}",
             digest={"smtp_host": "127.0.0.1", "smtp_port": mail.port},
+            **sections,
         )
         data["event"]["site_url"] = f"http://127.0.0.1:{port}/"
         agg = Aggregator(settings_from_dict(data))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
+import re
 from dataclasses import dataclass
 
 from ..errors import FeedError
@@ -101,6 +103,30 @@ class PreparedFeed:
     problem: str | None
     entries: int
     intents: list[PostIntent]
+    #: the WebSub hub the feed names (`<link rel="hub">`), and its own address (rel=self)
+    hub: str | None = None
+    self_url: str | None = None
+
+
+#: a feed's <link>/<atom:link> elements, in its first 64 KB (its head)
+_LINK = re.compile(rb"<(?:[\w-]+:)?link\b[^>]*>", re.I)
+_ATTR = re.compile(rb"""\b(rel|href)\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
+
+
+def hub_links(content: bytes) -> tuple[str | None, str | None]:
+    """The hub and self links a feed names (W3C WebSub discovery), read from its head
+    whatever the parser: (hub, self)."""
+    found: dict[str, str] = {}
+    for tag in _LINK.findall(content[:65536]):
+        attrs = {m[0].lower(): (m[1] or m[2]) for m in _ATTR.findall(tag)}
+        rels = attrs.get(b"rel", b"").lower().split()
+        href = html.unescape(attrs.get(b"href", b"").decode("utf-8", "replace")).strip()
+        if not href.startswith(("https://", "http://")):
+            continue
+        for rel in (b"hub", b"self"):
+            if rel in rels:
+                found.setdefault(rel.decode(), href)
+    return found.get("hub"), found.get("self")
 
 
 def prepare_feed(
@@ -126,4 +152,5 @@ def prepare_feed(
         )
         parsed = dataclasses.replace(parsed, entries=newest(entries, MAX_ENTRIES_PER_FEED))
     intents = decide_posts(parsed, rules, all_posts, now)
-    return PreparedFeed(parsed.title, problem, len(parsed.entries), intents)
+    hub, self_url = hub_links(content)
+    return PreparedFeed(parsed.title, problem, len(parsed.entries), intents, hub, self_url)

@@ -253,6 +253,10 @@ class FeedClient:
         assert self._session is not None, "use `async with FeedClient(...)`"
         return self._session.get(url, headers=headers, allow_redirects=False)
 
+    def post(self, url: str, form: dict[str, str]) -> Any:
+        assert self._session is not None, "use `async with FeedClient(...)`"
+        return self._session.post(url, data=form, allow_redirects=False)
+
 
 def make_client(concurrency: int, limits: FetchLimits) -> FeedClient:
     return FeedClient(concurrency, limits)
@@ -393,6 +397,22 @@ async def _one_request(
         raise FeedError(f"the server's answer is not valid HTTP ({_short(e.message)})") from None
     except aiohttp.ClientError as e:
         raise FeedError(f"HTTP error ({_short(e)})") from None
+    except (ValueError, UnicodeError) as e:
+        raise FeedError(f"refused: invalid address ({_short(e)})") from None
+
+
+async def post_form(client: FeedClient, url: str, form: dict[str, str], limits: FetchLimits) -> int:
+    """POST a form through the guarded client (a WebSub request to a hub a feed named:
+    the same address guard as feeds); the answer's status, or FeedError."""
+    check_address(url, limits.allow_private_addresses)
+    try:
+        async with asyncio.timeout(limits.timeout_seconds), client.post(url, form) as answer:
+            await answer.content.read(4096)
+            return int(answer.status)
+    except TimeoutError:
+        raise FeedError(f"no answer within {limits.timeout_seconds:g} seconds") from None
+    except aiohttp.ClientError as e:
+        raise FeedError(f"cannot reach it ({_short(e)})") from None
     except (ValueError, UnicodeError) as e:
         raise FeedError(f"refused: invalid address ({_short(e)})") from None
 

@@ -38,6 +38,8 @@ T = TypeVar("T")
 MAX_FRESHNESS = dt.timedelta(hours=2)
 #: how often a locked database is retried before the feed's poll is reported failed
 DB_RETRIES = 5
+#: a feed whose hub pushes its posts is still polled, this many times less often
+PUSHED_POLL_FACTOR = 4
 
 
 class Recorder:
@@ -86,6 +88,8 @@ class PollContext:
     parser: Executor
     #: gathers fetched feeds for the processor thread
     batcher: Batcher
+    #: subscribe to the hubs feeds name (`polling.websub`)
+    push: bool = False
 
     async def run(self, func: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.processor, func)
@@ -222,6 +226,12 @@ def process_batch(items: list[Fetched], ctx: PollContext) -> list[FeedUpdateResu
             strict=True,
         )
     )
+    if ctx.push:
+        hubs = [(t.feed_id, p.hub, p.self_url or t.url) for _, t, p in changed if p.hub]
+        try:
+            with_db_retry(lambda: ctx.storage.websub.discovered(hubs, ctx.now))
+        except FeedError:
+            log.warning("the hubs of %d feeds are noted at the next poll", len(hubs))
     return [record(item, stored.get(i), ctx) for i, item in enumerate(items)]
 
 
@@ -278,7 +288,8 @@ def record(
 
     if isinstance(result, FeedError):
         return failed(result)
-    due = next_due_after_success(now, ctx.interval, result.fresh_for)
+    interval = ctx.interval * (PUSHED_POLL_FACTOR if target.pushed else 1)
+    due = next_due_after_success(now, interval, result.fresh_for)
     if prepared is None:  # 304, or the same bytes as last time
         outcome = FeedOutcome(
             PollOutcome.NOT_MODIFIED,

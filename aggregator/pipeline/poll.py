@@ -98,6 +98,7 @@ async def run_poll(
                 recorder=Recorder(storage, worker.id),
                 parser=parser,
                 batcher=Batcher(),
+                push=polling.websub,
             )
 
             async def one(target: FeedToFetch) -> FeedUpdateResult:

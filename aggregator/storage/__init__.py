@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .rates import RateStore
     from .registrations import RegistrationStore
     from .subscribers import SubscriberStore
+    from .websub import WebSubStore
 
 
 class Storage:
@@ -82,6 +83,12 @@ class Storage:
         from .rates import RateStore
 
         return RateStore(self.engine)
+
+    @functools.cached_property
+    def websub(self) -> WebSubStore:
+        from .websub import WebSubStore
+
+        return WebSubStore(self.engine)
 
     @functools.cached_property
     def meta(self) -> MetaStore:

@@ -60,6 +60,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _organiser_session_version,
     3: _nothing,  # the outbox table
     4: _feed_leases,  # and the worker, job and rate-limit tables
+    5: _nothing,  # the websub table
 }
 
 

@@ -12,10 +12,10 @@ from sqlalchemy.engine import CursorResult, Engine
 from sqlmodel import Session, col, select
 
 from ..errors import DuplicateFeedError, NotFoundError
-from ..states import PollOutcome
+from ..states import PollOutcome, PushState
 from ..urls import host_key
 from .feeds import FeedOutcome
-from .models import Contributor, Feed, Post, PostSource
+from .models import Contributor, Feed, Post, PostSource, WebSub
 
 _FEEDS: Table = Feed.__table__  # type: ignore[attr-defined]  # SQLModel sets it at class creation
 _POLLED: dict[str, Any] = {
@@ -103,6 +103,17 @@ def remove_contributor(engine: Engine, name: str) -> int:
             delete(Post).where(col(Post.contributor_id) == contributor.id)
         )
         removed = deleted.rowcount
+        # their hubs are told to stop pushing (rows never confirmed just go)
+        session.execute(
+            delete(WebSub).where(
+                col(WebSub.feed_id).in_(feed_ids), col(WebSub.state) != PushState.ACTIVE
+            )
+        )
+        session.execute(
+            update(WebSub)
+            .where(col(WebSub.feed_id).in_(feed_ids))
+            .values(state=PushState.UNSUBSCRIBING, requested_at=None)
+        )
         session.execute(delete(Feed).where(col(Feed.contributor_id) == contributor.id))
         session.delete(contributor)
         session.commit()

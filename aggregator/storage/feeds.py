@@ -43,6 +43,8 @@ class FeedRow:
     created_at: dt.datetime
     last_success_at: dt.datetime | None
     posts: int = 0
+    #: its WebSub subscription's state (a PushState), if it has one
+    push: str | None = None
 
     @classmethod
     def from_row(cls, r: RowMapping) -> FeedRow:
@@ -65,6 +67,7 @@ class FeedRow:
             created_at=r["created_at"],
             last_success_at=r["last_success_at"],
             posts=r["posts"],
+            push=r["push"],
         )
 
 
@@ -123,7 +126,8 @@ _FEED_ROWS = text(
            f.last_fetched_at, f.last_result, f.last_error, f.problem, f.error_count,
            f.next_due_at, f.retry_after_until, f.gone, f.paused, f.created_at,
            f.last_success_at,
-           (SELECT count(*) FROM postsource s WHERE s.feed_id = f.id) AS posts
+           (SELECT count(*) FROM postsource s WHERE s.feed_id = f.id) AS posts,
+           (SELECT w.state FROM websub w WHERE w.feed_id = f.id) AS push
     FROM feed f JOIN contributor c ON c.id = f.contributor_id
     WHERE f.kind <> 'manual'
     ORDER BY c.name, f.kind DESC, f.url
@@ -296,6 +300,25 @@ class FeedStore:
                     text("SELECT id FROM feed WHERE url = :url"), {"url": url}
                 ).scalar_one()
             return int(feed_id)
+
+    def target(self, feed_id: int) -> FeedToFetch | None:
+        """One feed as a poll sees it (for content its hub pushed)."""
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                text(
+                    "SELECT f.id, f.url, f.contributor_id, c.all_posts FROM feed f"
+                    " JOIN contributor c ON c.id = f.contributor_id WHERE f.id = :id"
+                ),
+                {"id": feed_id},
+            ).first()
+            if r is None:
+                return None
+            return FeedToFetch(
+                feed_id=r.id,
+                url=r.url,
+                contributor_id=r.contributor_id,
+                all_posts=bool(r.all_posts),
+            )
 
     def feed_exists(self, url: str) -> bool:
         with self.engine.connect() as conn:

@@ -272,8 +272,10 @@ class LeaseStore:
         rows = conn.execute(
             text(
                 "SELECT f.id, f.url, f.etag, f.last_modified, f.contributor_id, c.all_posts,"
-                " f.body_hash, f.error_count FROM feed f"
-                " JOIN contributor c ON c.id = f.contributor_id WHERE f.id IN :ids"
+                " f.body_hash, f.error_count, ws.state AS push FROM feed f"
+                " JOIN contributor c ON c.id = f.contributor_id"
+                " LEFT JOIN websub ws ON ws.feed_id = f.id AND ws.state = 'active'"
+                " WHERE f.id IN :ids"
             ).bindparams(bindparam("ids", expanding=True)),
             {"ids": ids},
         )
@@ -287,6 +289,7 @@ class LeaseStore:
                 all_posts=bool(r.all_posts),
                 body_hash=r.body_hash,
                 error_count=r.error_count,
+                pushed=r.push is not None,
             )
             for r in rows
         }

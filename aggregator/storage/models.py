@@ -216,6 +216,26 @@ class Job(SQLModel, table=True):
     finished_at: dt.datetime | None = when()
 
 
+class WebSub(SQLModel, table=True):
+    """A feed's WebSub subscription (see `websub`). No foreign key: a removed feed's row
+    stays until its hub confirms the unsubscription."""
+
+    feed_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    hub: str = Field(max_length=2000)
+    topic: str = Field(max_length=2000)
+    #: the unguessable part of the callback address, one per subscription
+    token: str = Field(unique=True, max_length=64)
+    #: the HMAC key the hub signs content with
+    secret: str = Field(max_length=128)
+    #: a PushState
+    state: str = Field(max_length=16)
+    lease_until: dt.datetime | None = when()
+    requested_at: dt.datetime | None = when()
+    last_push_at: dt.datetime | None = when()
+    created_at: dt.datetime = when(nullable=False)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
 class RateHit(SQLModel, table=True):
     """The web app's rate limits, shared by every `serve` process: hits per key in the
     current fixed window."""

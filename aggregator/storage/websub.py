@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql.elements import BindParameter, TextClause
+from sqlalchemy.sql.elements import TextClause
 
 from ..states import PushState
 from .types import UTCDateTime
@@ -132,37 +132,3 @@ class WebSubStore:
                 _q("UPDATE websub SET last_push_at = :now WHERE feed_id = :f"),
                 {"now": now, "f": feed_id},
             )
-
-    def leave(self, feed_ids: list[int]) -> None:
-        """Feeds removed: unsubscribe from their hubs (what was never confirmed just goes)."""
-        if not feed_ids:
-            return
-        ids: BindParameter[Any] = bindparam("ids", expanding=True)
-        with self.engine.begin() as conn:
-            conn.execute(
-                text("DELETE FROM websub WHERE feed_id IN :ids AND state <> 'active'").bindparams(
-                    ids
-                ),
-                {"ids": feed_ids},
-            )
-            conn.execute(
-                text(
-                    "UPDATE websub SET state = 'unsubscribing', requested_at = NULL"
-                    " WHERE feed_id IN :ids"
-                ).bindparams(ids),
-                {"ids": feed_ids},
-            )
-
-    def states(self) -> dict[int, str]:
-        """feed id -> its push state in words, for `status`."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(text("SELECT feed_id, state, error FROM websub"))
-            out = {}
-            for feed_id, state, error in rows:
-                if state == PushState.ACTIVE:
-                    out[feed_id] = "push"
-                elif state == PushState.DENIED:
-                    out[feed_id] = f"push refused by the hub ({error or 'no reason'})"
-                elif state == PushState.SUBSCRIBING:
-                    out[feed_id] = "push: asking the hub" + (f" ({error})" if error else "")
-            return out

@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from ..core import Aggregator
-from . import admin, public, registration, subscriptions
+from . import admin, public, registration, subscriptions, websub
 from .middleware import BodyLimit, SecurityHeaders
 from .support import CsrfError, Limits, csrf_refused
 
@@ -27,13 +27,15 @@ def create_app(agg: Aggregator) -> Starlette:
         *subscriptions.routes,
         *registration.routes,
         *admin.routes,
+        *websub.routes,
         public.fallback,
     ]
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders),
-            Middleware(BodyLimit),
+            # a hub pushes whole feeds: as large as a polled feed may be
+            Middleware(BodyLimit, larger={websub.PREFIX: agg.settings.polling.max_feed_bytes}),
             Middleware(
                 SessionMiddleware,
                 secret_key=agg.session_secret(),
