@@ -63,6 +63,8 @@ class Aggregator(People):
         self.settings = settings
         self.clock = clock
         self._worker: WorkerSession | None = None
+        #: one poll at a time in a process: its threads share one worker session
+        self._polling = threading.Lock()
         refuse_published_database(settings.database_url, settings.output_dir)
         #: for the aggregator's own modules (and tests): front ends call methods instead
         self.storage = Storage.open(settings.database_url)
@@ -183,15 +185,20 @@ class Aggregator(People):
             return PollSummary()  # without loading the HTTP client and the parsers
         from .pipeline.poll import run_poll
 
-        with self.working("poll") as worker:
-            poll = run_poll(
-                *(self.storage, self.settings, self.rules, self.limits, self.now, worker),
-                include_not_due=include_not_due,
-                stop=stop,
-                on_start=on_start,
-                on_result=on_result,
-            )
-            return asyncio.run(poll)
+        if not self._polling.acquire(blocking=False):
+            raise AggregatorError("a poll is running in this process already; wait for it")
+        try:
+            with self.working("poll") as worker:
+                poll = run_poll(
+                    *(self.storage, self.settings, self.rules, self.limits, self.now, worker),
+                    include_not_due=include_not_due,
+                    stop=stop,
+                    on_start=on_start,
+                    on_result=on_result,
+                )
+                return asyncio.run(poll)
+        finally:
+            self._polling.release()
 
     def run_job(self, name: str, action: Callable[[], T], *, wanted: bool = False) -> T | None:
         """Run a job on one worker at a time (None when another has it); with `wanted`, only

@@ -20,6 +20,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from .core import Aggregator
 from .errors import AggregatorError
@@ -27,6 +28,14 @@ from .errors import AggregatorError
 log = logging.getLogger("aggregator.worker")
 #: how often the worker sends what waits in the outbox and looks for jobs left undone
 TICK_SECONDS = 60
+
+
+def _why(e: Exception) -> str:
+    """One line for the log: our own reason, or the database's first line."""
+    if isinstance(e, AggregatorError):
+        return str(e)
+    first = (str(getattr(e, "orig", e)).strip().splitlines() or ["no detail"])[0]
+    return f"the database is unavailable ({first[:200]})"
 
 
 def digest_trigger(agg: Aggregator) -> CronTrigger:
@@ -67,8 +76,8 @@ class Worker:
             log.info("poll: %s", summary.line())
             if summary.changed:
                 self.agg.want_job("publish")
-        except AggregatorError as e:
-            log.error("poll failed: %s", e)
+        except (AggregatorError, SQLAlchemyError) as e:
+            log.error("poll failed: %s", _why(e))
         self.websub_job()
         self.publish_job()
 
@@ -79,31 +88,35 @@ class Worker:
         try:
             for line in self.agg.websub.send_requests():
                 log.info(line)
-        except AggregatorError as e:
-            log.error("websub: %s (tried again within a minute)", e)
+        except (AggregatorError, SQLAlchemyError) as e:
+            log.error("websub: %s (tried again within a minute)", _why(e))
 
     def publish_job(self) -> None:
         """Publish if any worker asked for it; a worker publishing now publishes again."""
         try:
             if self.agg.run_job("publish", self.agg.publish, wanted=True) is not None:
                 log.info("publish: outputs written")
-        except AggregatorError as e:
-            log.error("publish failed: %s (tried again within a minute)", e)
-            self.agg.want_job("publish")
+        except (AggregatorError, SQLAlchemyError) as e:
+            log.error("publish failed: %s (tried again within a minute)", _why(e))
+            with contextlib.suppress(SQLAlchemyError):
+                self.agg.want_job("publish")
 
     def digest_job(self) -> None:
-        if self.agg.run_job("digest", self._digest) is None:
-            log.info("digest: another worker has it")
+        try:
+            if self.agg.run_job("digest", self._digest) is None:
+                log.info("digest: another worker has it")
+        except (AggregatorError, SQLAlchemyError) as e:
+            log.error("digest: %s (tried again within a minute)", _why(e))
 
     def _digest(self) -> bool:
         try:
             log.info(self.agg.send_digest().line())
-        except AggregatorError as e:
-            log.error("digest failed: %s (retried at the next run)", e)
+        except (AggregatorError, SQLAlchemyError) as e:
+            log.error("digest failed: %s (retried at the next run)", _why(e))
         try:
             log.info(self.agg.send_health_alert())
-        except AggregatorError as e:
-            log.error("organiser alert failed: %s", e)
+        except (AggregatorError, SQLAlchemyError) as e:
+            log.error("organiser alert failed: %s", _why(e))
         return True
 
     def tick_job(self) -> None:
@@ -112,16 +125,16 @@ class Worker:
             report = self.agg.send_outbox()
             if report.sent or report.failed:
                 log.info(report.line())
-        except AggregatorError as e:
-            log.error("outbox: %s (retried at the next run)", e)
+        except (AggregatorError, SQLAlchemyError) as e:
+            log.error("outbox: %s (retried at the next run)", _why(e))
         self.websub_job()
         try:
             self.publish_job()
             if missed_digest_today(self.agg):
                 log.info("digest: today's send time passed and it is not done; sending now")
                 self.digest_job()
-        except AggregatorError as e:
-            log.error("scheduled job failed: %s", e)
+        except (AggregatorError, SQLAlchemyError) as e:
+            log.error("scheduled job failed: %s", _why(e))
 
     def start(self) -> None:
         agg = self.agg

@@ -133,8 +133,8 @@ def test_reasons_read_from_the_blogs_feed(make_agg, site):
     # a feed that cannot be read now says so, with its reason
     site.routes["/blog/feed"] = Response(b"oops", status=500, content_type="text/plain")
     broken = agg.explain(site.url("/blog/4"))
-    assert broken.sentence.startswith("The blog's feed could not be read just now (")
-    assert "500" in broken.sentence
+    assert broken.sentence == "The blog's feed could not be read just now."
+    assert "500" in broken.private  # the server's answer is for organisers only
 
 
 def test_blogs_not_registered_waiting_or_without_a_feed(make_agg, site):
@@ -153,9 +153,8 @@ def test_blogs_not_registered_waiting_or_without_a_feed(make_agg, site):
     )
     agg.storage.feeds.set_discovery_error(contributor, "no feed found on the page")
     lost = agg.explain("https://nofeed.example/a-post")
-    assert lost.sentence == (
-        "The blog of Nof is registered, but its feed was not found (no feed found on the page)."
-    )
+    assert lost.sentence == "The blog of Nof is registered, but its feed was not found yet."
+    assert lost.private == "Why: no feed found on the page."
     assert agg.explain("not an address").sentence.startswith("That is not a web address")
 
 

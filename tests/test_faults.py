@@ -357,5 +357,5 @@ def test_a_digest_killed_half_way_sends_nobody_two(tmp_path, site):
     assert len(got) == len(set(got))
     missing = set(readers) - set(got)
     assert len(missing) <= 1
-    if missing:
-        assert missing.pop() in again.stdout + again.stderr
+    if missing:  # the next run says so (and does not send it again)
+        assert "1 interrupted by a crash while sending" in again.stdout

@@ -10,6 +10,7 @@ import datetime as dt
 import time
 
 import feedparser
+import httpx
 
 from .conftest import atom, atom_entry, serve_feed, web_server
 from .websub_hub import Hub
@@ -75,11 +76,19 @@ def test_a_post_pushed_by_the_hub_is_published_without_a_poll(tmp_path, site):
 
 def test_unsigned_or_badly_signed_pushes_are_dropped(tmp_path, site):
     with Hub() as hub, web_server(tmp_path, polling={"websub": True}) as web:
-        _base, agg, _mail = web
+        base, agg, _mail = web
         topic = subscribed(tmp_path, site, hub, web)
         for key in (None, "not the secret"):
             forged = feed_with_hub(hub.url, topic, "First post", f"Forged {key}")
             assert hub.distribute(topic, forged, "application/atom+xml", sign_with=key) == [202]
+        # a signature header of any characters is dropped the same way, never a 500
+        callback = hub.requests[0]["hub.callback"]
+        forged = feed_with_hub(hub.url, topic, "First post", "Forged again")
+        odd_header = {"X-Hub-Signature": "sha256=\xe9".encode("latin-1")}
+        odd = httpx.post(callback, content=forged, headers=odd_header)
+        assert odd.status_code == 202
+        # and a stranger's callback address takes nothing (nor reads what is sent)
+        assert httpx.post(base + "/websub/no-such-token", content=forged).status_code == 202
         time.sleep(0.5)
         assert agg.post_count() == 1
 

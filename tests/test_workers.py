@@ -319,6 +319,21 @@ def test_two_stores_of_the_same_post_at_the_same_moment_keep_it_once(pg_url, mon
     ) == [(2, 1)]
 
 
+def test_a_second_poll_in_one_process_is_refused_while_one_runs(make_agg):
+    """The threads of one process (the dashboard's "poll now" beside the worker's poll)
+    share one worker session: a second poll would free the first one's feeds."""
+    from aggregator.errors import AggregatorError
+
+    agg = make_agg()
+    agg.storage.feeds.sync_seeds([], agg.now())
+    cid = agg.storage.feeds.add_contributor("Ann", "https://a.example/", False, agg.now())
+    agg.storage.feeds.add_feed(cid, "https://a.example/feed", "main", "", agg.now())
+    # a poll in progress on another thread
+    with agg._polling, pytest.raises(AggregatorError, match="a poll is running in this process"):
+        agg.update_feeds()
+    assert not agg._polling.locked()
+
+
 def test_a_job_left_by_a_dead_worker_is_run_by_the_next(make_agg, clock):
     jobs = make_agg().storage.jobs
     lease = dt.timedelta(seconds=60)

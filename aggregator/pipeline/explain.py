@@ -65,7 +65,7 @@ def _owner(url: str, people: list[ContributorRow]) -> ContributorRow | None:
             if _host(address) != host:
                 continue
             base = urlsplit(address).path.rstrip("/")
-            shared = len(base) if path.startswith(base) else 0
+            shared = len(base) if path == base or path.startswith(base + "/") else 0
             if shared > best_len:
                 best, best_len = person, shared
     return best
@@ -120,9 +120,10 @@ async def explain(
         reason = person.discovery_error or "not looked for yet"
         return Answer(
             False,
-            f"The blog of {person.name} is registered, but its feed was not found ({reason}).",
+            f"The blog of {person.name} is registered, but its feed was not found yet.",
             "The organisers can give the feed's address: aggregator contributors add NAME URL "
             "--feed FEED.",
+            private=f"Why: {reason}.",
         )
     return await _from_the_feed(settings, rules, limits, url, key, person, now)
 
@@ -158,6 +159,8 @@ async def _from_the_feed(
     errors = []
     async with open_client(2, limits) as (client, gate):
         for feed in person.feeds:
+            if feed.paused or feed.gone:  # not polled: not read for a check either
+                continue
             try:
                 result = await fetch(client, feed.url, limits, gate=gate)
                 parsed = parse_feed(result.content, result.url, result.content_type)
@@ -170,10 +173,10 @@ async def _from_the_feed(
     if errors:
         return Answer(
             False,
-            f"The blog's feed could not be read just now ({errors[0].split(': ', 1)[1]}).",
+            "The blog's feed could not be read just now.",
             "It is read again at every poll; if this goes on, the organisers see it on "
             "their dashboard.",
-            private="; ".join(errors),
+            private="Why: " + "; ".join(errors),
         )
     note = " (its feed has been failing, too)" if failing else ""
     return Answer(

@@ -114,9 +114,11 @@ async def run_poll(
                     )
 
             def claim() -> list[FeedToFetch]:
+                # feeds due when the round began: one recorded early in a long round is
+                # due again later, and must not keep the round going
                 return storage.leases.claim(
                     worker.id,
-                    clock(),
+                    now,
                     worker.stale(),
                     slots=polling.concurrency,
                     per_host=polling.per_host_concurrency,

@@ -33,7 +33,13 @@ from .match import EventRules
 log = logging.getLogger(__name__)
 #: how long we ask hubs to push for (they may grant less); renewed a day before the end
 LEASE_SECONDS = 10 * 24 * 3600
-_DIGESTS = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+#: WebSub's signature methods (sha1 too: widely used hubs, Blogger's among them, sign so)
+_DIGESTS = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
 
 
 @dataclass
@@ -106,6 +112,11 @@ class WebSub:
             return challenge
         return None
 
+    def accepts(self, token: str) -> bool:
+        """Whether pushes to this callback are taken (checked before reading a body)."""
+        sub = self.storage.websub.by_token(token)
+        return sub is not None and sub.state is PushState.ACTIVE
+
     def receive(self, token: str, body: bytes, content_type: str, signature: str) -> bool:
         """A content distribution: stored like a poll's when it is signed with the
         subscription's secret; True when it changed the posts."""
@@ -116,7 +127,9 @@ class WebSub:
         method, _, given = signature.partition("=")
         digest = _DIGESTS.get(method.strip().lower())
         expected = hmac.new(sub.secret.encode(), body, digest).hexdigest() if digest else ""
-        if not expected or not hmac.compare_digest(expected, given.strip().lower()):
+        # bytes: a header of any characters compares (as False), it never raises
+        offered = given.strip().lower().encode("utf-8", "replace")
+        if not expected or not hmac.compare_digest(expected.encode(), offered):
             log.warning("websub: a push for %s without a valid signature was dropped", sub.topic)
             return False
         target = self.storage.feeds.target(sub.feed_id)

@@ -307,11 +307,12 @@ class FeedStore:
             r = conn.execute(
                 text(
                     "SELECT f.id, f.url, f.contributor_id, c.all_posts FROM feed f"
-                    " JOIN contributor c ON c.id = f.contributor_id WHERE f.id = :id"
+                    " JOIN contributor c ON c.id = f.contributor_id"
+                    " WHERE f.id = :id AND f.paused = :no AND f.gone = :no"
                 ),
-                {"id": feed_id},
+                {"id": feed_id, "no": False},
             ).first()
-            if r is None:
+            if r is None:  # removed, paused or gone: what its hub pushes is not taken
                 return None
             return FeedToFetch(
                 feed_id=r.id,
