@@ -19,6 +19,15 @@ from .conftest import item, rss, serve_feed
 TAG = ("Co-production Week",)
 
 
+def ann_with_one_post(agg, site) -> None:
+    """Ann's blog, with one event post at /blog/1, polled once."""
+    url = serve_feed(
+        site, "/blog/feed", rss(item("Post 1", guid="p1", link=site.url("/blog/1"), categories=TAG))
+    )
+    agg.add_contributor("Ann", site.url("/blog/"), feed=url)
+    agg.update_feeds()
+
+
 def post(n: int, **kwargs) -> str:
     kwargs.setdefault("categories", TAG)
     return item(f"Post {n}", guid=f"p{n}", link=f"http://127.0.0.1/blog/{n}", **kwargs)
@@ -26,11 +35,7 @@ def post(n: int, **kwargs) -> str:
 
 def test_an_included_post_says_since_when_and_which_digest(make_agg, site, clock):
     agg = make_agg()
-    url = serve_feed(
-        site, "/blog/feed", rss(item("Post 1", guid="p1", link=site.url("/blog/1"), categories=TAG))
-    )
-    agg.add_contributor("Ann", site.url("/blog/"), feed=url)
-    agg.update_feeds()
+    ann_with_one_post(agg, site)
     answer = agg.explain(site.url("/blog/1"))
     assert answer.included
     assert answer.sentence.startswith("Included since 5 July 2017")
@@ -46,11 +51,7 @@ def test_an_included_post_says_since_when_and_which_digest(make_agg, site, clock
 
 def test_a_hidden_post_keeps_its_reason_from_the_public(make_agg, site):
     agg = make_agg()
-    url = serve_feed(
-        site, "/blog/feed", rss(item("Post 1", guid="p1", link=site.url("/blog/1"), categories=TAG))
-    )
-    agg.add_contributor("Ann", site.url("/blog/"), feed=url)
-    agg.update_feeds()
+    ann_with_one_post(agg, site)
     agg.hide_post(site.url("/blog/1"))
     answer = agg.explain(site.url("/blog/1"))
     assert not answer.included
@@ -85,11 +86,7 @@ def test_a_copy_names_the_post_shown_instead(make_agg, site):
 
 def test_reasons_read_from_the_blogs_feed(make_agg, site):
     agg = make_agg(event={"collect_from": "2017-07-01", "collect_until": "2017-07-31"})
-    url = serve_feed(
-        site, "/blog/feed", rss(item("Post 1", guid="p1", link=site.url("/blog/1"), categories=TAG))
-    )
-    agg.add_contributor("Ann", site.url("/blog/"), feed=url)
-    agg.update_feeds()
+    ann_with_one_post(agg, site)
     # then the blog writes more, before the next poll
     serve_feed(
         site,
@@ -160,11 +157,7 @@ def test_blogs_not_registered_waiting_or_without_a_feed(make_agg, site):
 
 def test_the_command_and_the_public_page(make_agg, site, tmp_path, database_url):
     agg = make_agg()
-    url = serve_feed(
-        site, "/blog/feed", rss(item("Post 1", guid="p1", link=site.url("/blog/1"), categories=TAG))
-    )
-    agg.add_contributor("Ann", site.url("/blog/"), feed=url)
-    agg.update_feeds()
+    ann_with_one_post(agg, site)
     agg.hide_post(site.url("/blog/1"))
     config = tmp_path / "event.toml"
     config.write_text(

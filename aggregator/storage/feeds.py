@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Engine, RowMapping
@@ -161,6 +161,22 @@ _INSERT_FEED = text(
 ).bindparams(_NOW)
 
 
+def to_fetch(r: Any, *, pushed: bool = False) -> FeedToFetch:
+    """A feed row (id, url, etag, last_modified, contributor_id, all_posts, body_hash,
+    error_count) as a poll needs it."""
+    return FeedToFetch(
+        feed_id=r.id,
+        url=r.url,
+        etag=r.etag,
+        last_modified=r.last_modified,
+        contributor_id=r.contributor_id,
+        all_posts=bool(r.all_posts),
+        body_hash=r.body_hash,
+        error_count=r.error_count,
+        pushed=pushed,
+    )
+
+
 class FeedStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -229,19 +245,7 @@ class FeedStore:
         """Feeds to poll: not gone or paused, past any Retry-After, and due (unless told)."""
         query = _DUE_ANY if include_not_due else _DUE_NOW
         with self.engine.connect() as conn:
-            return [
-                FeedToFetch(
-                    feed_id=r.id,
-                    url=r.url,
-                    etag=r.etag,
-                    last_modified=r.last_modified,
-                    contributor_id=r.contributor_id,
-                    all_posts=bool(r.all_posts),
-                    body_hash=r.body_hash,
-                    error_count=r.error_count,
-                )
-                for r in conn.execute(query, {"now": now, "no": False})
-            ]
+            return [to_fetch(r) for r in conn.execute(query, {"now": now, "no": False})]
 
     # ---- writes (feed_writes, on the SQLModel tables) ----
 

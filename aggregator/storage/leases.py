@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import TextClause
 
 from ..records import FeedToFetch
+from .feeds import to_fetch
 from .types import UTCDateTime
 
 #: the advisory lock that makes claims one at a time on PostgreSQL
@@ -279,20 +280,7 @@ class LeaseStore:
             ).bindparams(bindparam("ids", expanding=True)),
             {"ids": ids},
         )
-        by_id = {
-            r.id: FeedToFetch(
-                feed_id=r.id,
-                url=r.url,
-                etag=r.etag,
-                last_modified=r.last_modified,
-                contributor_id=r.contributor_id,
-                all_posts=bool(r.all_posts),
-                body_hash=r.body_hash,
-                error_count=r.error_count,
-                pushed=r.push is not None,
-            )
-            for r in rows
-        }
+        by_id = {r.id: to_fetch(r, pushed=r.push is not None) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
     def release(self, owner: str, feed_ids: Iterable[int] | None = None) -> None:
