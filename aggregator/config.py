@@ -37,6 +37,10 @@ class EventSettings(_Section):
     collect_until: dt.date | None = None
     tags: list[str] = []
     keywords: list[str] = []
+    #: Markdown shown on the public page (sanitised)
+    about: str = ""
+    #: the organisers' privacy notice; else a built-in note beside the email field
+    privacy_url: str = ""
 
     @field_validator("timezone")
     @classmethod
@@ -55,6 +59,13 @@ class EventSettings(_Section):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an absolute http(s) URL")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("privacy_url")
+    @classmethod
+    def _absolute_or_empty(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http(s) URL, or empty")
+        return value
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

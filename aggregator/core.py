@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from . import auth, health
 from .config import Settings
-from .errors import AggregatorError, ConfigError
+from .errors import AggregatorError, ConfigError, FieldError
 from .people import People
 from .pipeline.match import EventRules
 from .records import (
@@ -32,6 +32,7 @@ from .records import (
     PollSummary,
     RegistrationPreview,
 )
+from .site import Site
 from .states import RegistrationState
 from .storage import Storage
 from .storage.db import refuse_published_database
@@ -58,7 +59,7 @@ def system_clock() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Aggregator(People):
+class Aggregator(People, Site):
     def __init__(self, settings: Settings, *, clock: Clock = system_clock):
         self.settings = settings
         self.clock = clock
@@ -332,17 +333,40 @@ class Aggregator(People):
     # ---- registrations through the public form ----
 
     def register_blog(self, name: str, url: str, email: str) -> RegistrationPreview:
-        """Find the blog's feed and keep it for an organiser's approval."""
-        from .pipeline.registration import latest_entries, preview
+        """Find the blog's feed and keep it for an organiser's approval. A FieldError
+        names the field at fault and says, in plain words, what to do."""
+        from .pipeline.registration import latest_entries, plain_reason, preview
+        from .urls import canonical_url, link_key
 
-        address = auth.normalise_email(email)
         name, url = name.strip(), url.strip()
-        if not name or not url:
-            raise AggregatorError("give your name and your blog's address")
-        found = asyncio.run(preview(self.limits, url))
-        self.storage.registrations.add(
-            name, url, found.url, found.parsed.title, address, self.now()
-        )
+        if not name:
+            raise FieldError("name", "Give your name, as readers should see it.")
+        if not url:
+            raise FieldError("url", "Give your blog's address, such as https://yourblog.org.")
+        if "://" not in url:
+            url = "https://" + url  # "myblog.wordpress.com" is what people type
+        try:
+            address = auth.normalise_email(email)
+        except AggregatorError as e:
+            raise FieldError(
+                "email", "Check your email address: it should look like name@example.org.", str(e)
+            ) from None
+        key = link_key(canonical_url(url))
+        for known in self.storage.feeds.contributors():
+            if key and link_key(canonical_url(known.homepage)) == key:
+                raise FieldError("url", f"This blog is already included, as {known.name}.")
+        try:
+            found = asyncio.run(preview(self.limits, url))
+        except AggregatorError as e:
+            raise FieldError("url", plain_reason(str(e)), str(e)) from None
+        if self.storage.feeds.feed_exists(found.url):
+            raise FieldError("url", "This blog's feed is already included: nothing to do.")
+        try:
+            self.storage.registrations.add(
+                name, url, found.url, found.parsed.title, address, self.now()
+            )
+        except AggregatorError as e:
+            raise FieldError("url", f"Thank you, but {e}.") from None
         return RegistrationPreview(found.url, found.parsed.title, latest_entries(found.parsed))
 
     def registrations(self) -> list[RegistrationRow]:

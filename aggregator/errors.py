@@ -12,6 +12,16 @@ class AggregatorError(Exception):
     """Root of every error an organiser may see. The message is one readable line."""
 
 
+class FieldError(AggregatorError):
+    """A form's field is wrong: the message says, in plain words, what to do; `detail`
+    is the technical reason, for whoever wants it."""
+
+    def __init__(self, field: str, message: str, detail: str | None = None):
+        super().__init__(message)
+        self.field = field
+        self.detail = detail
+
+
 class ConfigError(AggregatorError):
     """The configuration file is missing or invalid."""
 

@@ -94,8 +94,15 @@ def html_to_text(fragment: str) -> str:
     return one_line(html.unescape(_TAG.sub(replace, fragment)))
 
 
+#: the links that stand in for embedded players (`pipeline.sanitize`): not prose
+_PLAYER_LINK = re.compile(r"(?:Watch the video|Open): https?://\S+")
+
+
 def excerpt(text: str, words: int = 50) -> str:
-    """The first `words` words of a text, with an ellipsis when cut."""
+    """The first `words` words of a text, with an ellipsis when cut (the links that
+    stand in for embedded players left out)."""
+    if "://" in text:
+        text = _PLAYER_LINK.sub("", text)
     parts = text.split()
     if len(parts) <= words:
         return " ".join(parts)
@@ -118,3 +125,9 @@ def normalise_phrase(text: str) -> str:
     if "  " not in folded and _OTHER_SPACE.search(folded) is None:
         return folded.strip()
     return " ".join(folded.split())
+
+
+def readable_tag(tag: str) -> str:
+    """A tag as people read it: `co-production-week` -> `co production week`,
+    `#Meetings` -> `Meetings`."""
+    return " ".join(tag.lstrip("#").replace("-", " ").replace("_", " ").split()) or tag

@@ -174,6 +174,7 @@ def test_outputs_are_replaced_whole(make_agg, site):
         "rss.xml",
         "feed.json",
         "index.html",
+        "follow.html",
         "contributors.opml",
     ]
     assert not list(agg.settings.output_dir.glob(".*.tmp"))

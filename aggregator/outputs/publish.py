@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..config import Settings
 from ..storage.posts import PostView
-from ..text import excerpt
 from .files import write_atomic
 from .opml import OpmlEntry, render_opml
 from .syndication import FORMATS, render_atom, render_json, render_rss
@@ -43,26 +42,49 @@ def archived(output_dir: Path, digests: list[tuple[dt.date, int]]) -> list[PageD
     ]
 
 
+#: posts on each page of the published site (index.html, page-2.html, …)
+PAGE_SIZE = 20
+
+
+def page_name(number: int) -> str:
+    return "index.html" if number == 1 else f"page-{number}.html"
+
+
+def _render(name: str, settings: Settings, now: dt.datetime, **context: object) -> bytes:
+    page = (
+        templates()
+        .get_template(name)
+        .render(
+            event=settings.event,
+            static=True,
+            generated=now.astimezone(settings.event.tz),
+            **context,
+        )
+    )
+    return page.encode("utf-8")
+
+
 def render_index(
     settings: Settings,
     posts: list[PostView],
     now: dt.datetime,
     digests: list[PageDigest] | None = None,
-) -> bytes:
-    tz = settings.event.tz
-    page = (
-        templates()
-        .get_template("index.html")
-        .render(
-            event=settings.event,
-            posts=posts,
-            local=lambda d: d.astimezone(tz) if d else None,
-            excerpt=excerpt,
-            generated=now.astimezone(tz),
+) -> dict[str, bytes]:
+    """The published page, `PAGE_SIZE` posts a page, newest first: file name -> HTML."""
+    chunks = [posts[i : i + PAGE_SIZE] for i in range(0, len(posts), PAGE_SIZE)] or [[]]
+    return {
+        page_name(n): _render(
+            "index.html",
+            settings,
+            now,
+            posts=chunk,
+            page=n,
+            newer=page_name(n - 1) if n > 1 else None,
+            older=page_name(n + 1) if n < len(chunks) else None,
             digests=digests or [],
         )
-    )
-    return page.encode("utf-8")
+        for n, chunk in enumerate(chunks, start=1)
+    }
 
 
 def write_outputs(
@@ -77,7 +99,8 @@ def write_outputs(
         "feed.atom": render_atom(settings, posts, now),
         "rss.xml": render_rss(settings, posts, now),
         "feed.json": render_json(settings, posts, now),
-        "index.html": render_index(settings, posts, now, digests),
+        **render_index(settings, posts, now, digests),
+        "follow.html": _render("follow.html", settings, now),
         "contributors.opml": render_opml(f"{settings.event.name}: contributors", feeds, now),
     }
     changed = set()
@@ -86,6 +109,9 @@ def write_outputs(
         if not path.is_file() or path.read_bytes() != data:  # else its validators stay
             write_atomic(path, data)
             changed.add(name)
+    for stale in out.glob("page-*.html"):  # pages past the last one, from when there were more
+        if stale.name not in files:
+            stale.unlink(missing_ok=True)
     if settings.publish.hub and "feed.atom" in changed:
         ping_hub(settings.publish.hub, [settings.event.site_url + n for n in FORMATS])
     return [out / name for name in files]

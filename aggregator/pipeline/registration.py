@@ -71,6 +71,54 @@ async def preview(limits: FetchLimits, url: str) -> FoundFeed:
         return await discover(client, url, limits, gate)
 
 
+#: (words in a discovery error, what a contributor reads instead)
+_PLAIN_REASONS = [
+    (
+        ("DNS lookup failed",),
+        "We could not find a website at this address. Check its spelling (for example "
+        "https://yourblog.wordpress.com).",
+    ),
+    (
+        ("certificate",),
+        "Your blog's secure connection (HTTPS) has a certificate problem, so we could not "
+        "read it safely. Ask your blog's host, or try the address starting with http://.",
+    ),
+    (
+        ("refused:",),
+        "We can only read public web addresses that start with http:// or https://. Check "
+        "the address.",
+    ),
+    (
+        ("cannot connect", "timed out", "no answer", "cannot reach", "broke off"),
+        "Your blog did not answer when we tried. Check the address; if it is right, try "
+        "again in a few minutes.",
+    ),
+    (
+        ("HTTP 404", "HTTP 410"),
+        "There is no page at this address (the server said it does not exist). Check the "
+        "address: your blog's front page is best.",
+    ),
+    (
+        ("HTTP 401", "HTTP 403"),
+        "Your blog is private or refuses visitors, so we cannot read it. Make it public, "
+        "then register again.",
+    ),
+    (
+        ("no feed found",),
+        "We reached your blog but found no feed on it. Give your blog's front page, or its "
+        "feed address (it often ends in /feed, /rss or /atom.xml).",
+    ),
+]
+
+
+def plain_reason(reason: str) -> str:
+    """A discovery error as a contributor understands it, with what to do."""
+    for words, sentence in _PLAIN_REASONS:
+        if any(w in reason for w in words):
+            return sentence
+    return "We could not read a feed from this address. Check it, or give the feed's address."
+
+
 def latest_entries(parsed: ParsedFeed, count: int = 5) -> list[EntryPreview]:
     """A feed's first entries as the registration form shows them: title, link, excerpt."""
     return [

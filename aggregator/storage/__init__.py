@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .posts import PostStore
     from .rates import RateStore
     from .registrations import RegistrationStore
+    from .site import SiteQueries
     from .subscribers import SubscriberStore
     from .websub import WebSubStore
 
@@ -89,6 +90,12 @@ class Storage:
         from .websub import WebSubStore
 
         return WebSubStore(self.engine)
+
+    @functools.cached_property
+    def site(self) -> SiteQueries:
+        from .site import SiteQueries
+
+        return SiteQueries(self.engine, self.posts)
 
     @functools.cached_property
     def meta(self) -> MetaStore:

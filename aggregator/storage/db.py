@@ -61,6 +61,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     3: _nothing,  # the outbox table
     4: _feed_leases,  # and the worker, job and rate-limit tables
     5: _nothing,  # the websub table
+    6: _nothing,  # the search index (site.ensure_search_index, after every migration)
 }
 
 
@@ -186,7 +187,7 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
 def _create_or_migrate(engine: Engine) -> None:
     from sqlmodel import Session, SQLModel, select
 
-    from . import models
+    from . import models, site
 
     SQLModel.metadata.create_all(engine)
     with Session(engine) as session:
@@ -194,6 +195,7 @@ def _create_or_migrate(engine: Engine) -> None:
         current = int(row.value) if row else SCHEMA_VERSION
         for version in range(current + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[version](session.connection())
+        site.ensure_search_index(session.connection())
         if row is None:
             row = models.Meta(key="schema_version", value=str(SCHEMA_VERSION))
         row.value = str(SCHEMA_VERSION)
@@ -208,3 +210,6 @@ def drop_schema(engine: Engine) -> None:
     from . import models  # noqa: F401  (registers the tables on the metadata)
 
     SQLModel.metadata.drop_all(engine)
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS post_search"))

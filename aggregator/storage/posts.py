@@ -46,6 +46,7 @@ class PostView:
     feed_title: str
     digest_date: dt.date | None
     hidden: bool = False
+    contributor_id: int = 0
 
 
 def _clamped(published: dt.datetime | None, now: dt.datetime) -> dt.datetime:
@@ -274,6 +275,7 @@ class PostStore:
                 feed_title=feed_title,
                 digest_date=post.digest_date,
                 hidden=post.hidden,
+                contributor_id=post.contributor_id,
             )
             for post, name, feed_url, feed_title in rows
         ]

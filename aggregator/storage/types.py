@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import DateTime, TypeDecorator
 
 #: bump, and add a step to `db.MIGRATIONS`, for any change to the tables in `models`
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -136,7 +136,13 @@ async def login(request: Request) -> Response:
         aggregator(request).check_login, data.get("email", ""), data.get("password", "")
     )
     if account is None:
-        return render(request, "login.html", status=401, error="Wrong email or password.")
+        return render(
+            request,
+            "login.html",
+            status=401,
+            error="Wrong email or password. Check both and try again.",
+            email=data.get("email", "")[:320],
+        )
     # a new session: nothing of the one before the login carries over
     request.session.clear()
     request.session["organiser"], request.session["sv"] = account

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+from urllib.parse import urlencode
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..outputs.syndication import FORMATS
-from ..text import excerpt
+from ..outputs.templating import tag_label
+from ..site import Filter
+from ..text import normalise_tag
 from .support import (
     aggregator,
     checked_form,
@@ -22,25 +28,90 @@ from .support import (
 
 PAGE_SIZE = 20
 _OUTPUTS = {**FORMATS, "contributors.opml": "text/x-opml"}
+#: search words past this are not a search
+MAX_QUERY = 200
+
+
+def _page(request: Request) -> int:
+    try:
+        return min(10_000, max(1, int(request.query_params.get("page", "1"))))
+    except ValueError:
+        return 1
+
+
+def _pages(request: Request, page: int, more: bool) -> dict[str, Any]:
+    """Links to the newer and older pages, keeping the rest of the query."""
+
+    def at(number: int) -> str:
+        query = {k: v for k, v in request.query_params.items() if k != "page"}
+        if number > 1:
+            query["page"] = str(number)
+        return request.url.path + ("?" + urlencode(query) if query else "")
+
+    return {"newer": at(page - 1) if page > 1 else None, "older": at(page + 1) if more else None}
+
+
+def _listing(request: Request, template: str, narrowed: Filter, **context: Any) -> Response:
+    page = _page(request)
+    posts, more = aggregator(request).browse(page, PAGE_SIZE, narrowed)
+    return render(
+        request, template, posts=posts, page=page, **_pages(request, page, more), **context
+    )
 
 
 def home(request: Request) -> Response:
-    agg = aggregator(request)
-    try:
-        page = max(1, int(request.query_params.get("page", "1")))
-    except ValueError:
-        page = 1
-    posts, more = agg.posts_page(page, PAGE_SIZE)
-    tz = agg.settings.event.tz
-    return render(
-        request,
-        "home.html",
-        posts=posts,
-        page=page,
-        more=more,
-        local=lambda d: d.astimezone(tz),
-        excerpt=excerpt,
+    raw = request.query_params.get("tag", "")[:MAX_QUERY]
+    key = normalise_tag(raw) or None
+    tags = aggregator(request).settings.event.tags
+    return _listing(
+        request, "home.html", Filter(tag=key), tag=key, tag_name=tag_label(raw, tags) if key else ""
     )
+
+
+def contributors(request: Request) -> Response:
+    return render(
+        request, "contributors.html", contributors=aggregator(request).contributor_summaries()
+    )
+
+
+def contributor(request: Request) -> Response:
+    found = aggregator(request).contributor_summary(request.path_params["id"])
+    if found is None:
+        return message(request, "Not found", "There is no such contributor.", 404)
+    return _listing(request, "contributor.html", Filter(contributor_id=found.id), contributor=found)
+
+
+def days(request: Request) -> Response:
+    return render(request, "days.html", days=aggregator(request).days_with_posts())
+
+
+def day(request: Request) -> Response:
+    try:
+        wanted = dt.date.fromisoformat(request.path_params["day"])
+    except ValueError:
+        return message(request, "Not found", "That is not a date (use YYYY-MM-DD).", 404)
+    known = [d for d, _n in aggregator(request).days_with_posts()]
+    earlier = [d for d in known if d < wanted]
+    later = [d for d in known if d > wanted]
+    return _listing(
+        request,
+        "day.html",
+        Filter(day=wanted),
+        day=wanted,
+        previous_day=max(earlier, default=None),
+        next_day=min(later, default=None),
+    )
+
+
+def search(request: Request) -> Response:
+    query = " ".join(request.query_params.get("q", "").split())[:MAX_QUERY]
+    if not query:
+        return render(request, "search.html", query="", posts=[], newer=None, older=None)
+    return _listing(request, "search.html", Filter(query=query), query=query)
+
+
+def follow(request: Request) -> Response:
+    return render(request, "follow.html")
 
 
 def output_file(request: Request) -> Response:
@@ -86,6 +157,12 @@ def digest_archive(request: Request) -> Response:
 
 routes = [
     Route("/", home),
+    Route("/contributors", contributors),
+    Route("/contributors/{id:int}", contributor),
+    Route("/days/", days),
+    Route("/days/{day}", day),
+    Route("/search", search),
+    Route("/follow", follow),
     Route("/digests/", digest_archive),
     Route("/check", check, methods=["GET", "POST"]),
 ]

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import AggregatorError
+from ..errors import AggregatorError, FieldError
 from .support import aggregator, checked_form, client, in_thread, limits, render, too_many
 
 
@@ -21,8 +21,20 @@ async def register(request: Request) -> Response:
         found = await in_thread(
             agg.register_blog, data.get("name", ""), data.get("url", ""), data.get("email", "")
         )
+    except FieldError as e:
+        return render(
+            request,
+            "register.html",
+            status=400,
+            found=None,
+            errors={e.field: str(e)},
+            detail=e.detail,
+            values=data,
+        )
     except AggregatorError as e:
-        return render(request, "register.html", status=400, found=None, error=str(e), values=data)
+        return render(
+            request, "register.html", status=400, found=None, errors={"url": str(e)}, values=data
+        )
     return render(request, "register.html", found=found)
 
 

@@ -104,6 +104,7 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
             csrf=csrf_token(request),
             organiser=organiser(request),
             flash=request.session.pop("flash", None),
+            current=request.url.path,
             **context,
         )
     )
@@ -148,6 +149,16 @@ async def in_thread(func: Callable[..., T], *args: Any) -> T:
 
 
 async def csrf_refused(request: Request, exc: Exception) -> Response:
+    if "session" not in request.cookies:
+        # no cookie came back at all: the browser blocks them, the form was fine
+        return message(
+            request,
+            "Cookies are off",
+            "This form needs one cookie, which keeps it safe from forgery (nothing else is "
+            "stored or tracked). Allow cookies for this site, then reload the page and try "
+            "again.",
+            403,
+        )
     return message(
         request,
         "Form expired",
