@@ -245,6 +245,11 @@ class Aggregator(People, Site):
             for c in self.storage.feeds.contributors_without_feeds()
         ]
 
+    def attention(self, rows: list[health.FeedHealth] | None = None) -> list[health.Attention]:
+        """What needs an organiser, worst first (see `health.attention`)."""
+        label = next(iter(self.settings.event.tags), self.settings.event.name)
+        return health.attention(self.status() if rows is None else rows, label)
+
     def workers(self) -> list[tuple[WorkerRow, list[str]]]:
         """The workers alive (heard from within a lease), each with the feeds it holds."""
         stale = self.now() - dt.timedelta(seconds=self.settings.polling.lease_seconds)
@@ -301,6 +306,13 @@ class Aggregator(People, Site):
         if report.posts:
             self.publish()  # index.html lists the archived digest
         return report
+
+    def digest_outlook(self, date: dt.date | None = None) -> tuple[dt.date, int, int]:
+        """(date, posts it would hold, subscribers still to get it): what sending the
+        digest now would do, for the dashboard's confirmation step."""
+        date = date or self.local_today()
+        posts = self.storage.posts.digest_posts(date) or self.storage.posts.unsent_posts(self.now())
+        return date, len(posts), len(self.storage.subscribers.awaiting_delivery(date))
 
     def preview_digest_html(self, date: dt.date | None = None) -> str:
         from .outputs import digest

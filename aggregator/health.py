@@ -7,7 +7,9 @@ Pure functions over stored rows: no database, no clock of its own.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from .states import FeedKind, FeedState, PollOutcome
 from .storage.feeds import ContributorRow, FeedRow
@@ -40,6 +42,11 @@ class FeedHealth:
     stopped: bool = False
     #: its hub's WebSub subscription (a PushState), if any
     push: str | None = None
+    #: the feed's row id (None for a contributor without a feed)
+    feed_id: int | None = None
+    contributor_id: int | None = None
+    #: the server asked us (Retry-After) to wait past the feed's own schedule
+    told_to_wait: bool = False
 
     @property
     def ok(self) -> bool:
@@ -96,6 +103,10 @@ def of_feed(row: FeedRow) -> FeedHealth:
         posts=row.posts,
         stopped=row.paused or row.gone,
         push=row.push,
+        feed_id=row.id,
+        contributor_id=row.contributor_id,
+        told_to_wait=row.retry_after_until is not None
+        and (row.next_due_at is None or row.retry_after_until > row.next_due_at),
     )
 
 
@@ -111,6 +122,7 @@ def of_contributor_without_feed(c: ContributorRow) -> FeedHealth:
         next_try=None,
         posts=0,
         has_feed=False,
+        contributor_id=c.id,
     )
 
 
@@ -141,3 +153,173 @@ def problems(rows: list[FeedRow], now: dt.datetime, event_name: str) -> list[str
                 f"since being registered on {registered[name]:%Y-%m-%d}"
             )
     return lines
+
+
+class Concern(StrEnum):
+    """Why a feed is at the top of the organisers' dashboard, worst first."""
+
+    FAILING = "failing"
+    NO_FEED = "no feed"
+    BACKING_OFF = "backing off"
+    SILENT = "nothing tagged yet"
+    NOTE = "reads, with a note"
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One thing an organiser may need to act on: a sentence, and the raw reason."""
+
+    health: FeedHealth
+    concern: Concern
+    #: what is wrong and what to do, in plain words
+    sentence: str
+    #: the reason as the poll recorded it (shown behind a disclosure)
+    detail: str
+
+
+#: (words in a recorded reason, what an organiser reads instead), first match wins
+_FEED_WORDS = [
+    (
+        ("gone (410)",),
+        "The blog says this feed was removed for good, so we stopped reading it. Ask "
+        "{name} where the blog is now, then remove it and add the new address.",
+    ),
+    (
+        ("DNS lookup failed",),
+        "No website has this address any more. Ask {name} whether the blog moved.",
+    ),
+    (
+        ("certificate",),
+        "The blog's secure connection (HTTPS) has a certificate problem, so we do not "
+        "read it. This usually mends itself when the blog's host renews the certificate.",
+    ),
+    (
+        ("(401", "(403"),
+        "The blog refuses us: it may have been made private. Ask {name}.",
+    ),
+    (
+        ("(404",),
+        "There is no feed at this address any more: the blog may have moved or changed "
+        "platform. Ask {name} for the new address.",
+    ),
+    (
+        ("(429",),
+        "The blog's server asked us to slow down; we wait as long as it asks.",
+    ),
+    (
+        ("server error", "server unavailable"),
+        "The blog's server is having trouble. We keep trying, less often, until it mends.",
+    ),
+    (
+        ("timed out", "no answer", "cannot connect", "cannot reach", "broke off"),
+        "The blog did not answer. We keep trying, less often, until it does.",
+    ),
+    (
+        ("not a feed",),
+        "The address answers with something that is not a feed (often an error or login "
+        "page). Check the feed address with {name}.",
+    ),
+    (
+        ("feed too large",),
+        "The feed is larger than we accept (setting polling.max_feed_bytes).",
+    ),
+    (
+        ("database unavailable",),
+        "Our database was unavailable during the last poll; the feed is read again at "
+        "the next one.",
+    ),
+    (
+        ("refused:",),
+        "The address points somewhere we never read (a private network, or not a web "
+        "address). Check it.",
+    ),
+    (
+        ("no feed found", "HTTP 404", "HTTP 410"),
+        "We found no feed on this blog. Add it again with its feed address (it often ends "
+        "in /feed, /rss or /atom.xml).",
+    ),
+]
+
+_NOTE_WORDS = [
+    (
+        ("not well-formed XML",),
+        "The feed's XML is broken in places; we kept what could be read. If posts go "
+        "missing, {name}'s blog host can mend the feed.",
+    ),
+    (
+        ("character encoding",),
+        "The feed names the wrong character set; we read it as another. Check that its "
+        "posts' accented letters look right.",
+    ),
+    (
+        ("entries; only the newest",),
+        "The feed is very long: only its newest entries are read.",
+    ),
+    (
+        ("XML entities",),
+        "The feed declares XML entities; we ignored them for safety.",
+    ),
+]
+
+
+def _in_words(reason: str, table: Sequence[tuple[tuple[str, ...], str]], name: str) -> str:
+    for words, sentence in table:
+        if any(w in reason for w in words):
+            return sentence.format(name=name)
+    return ""
+
+
+def attention(rows: list[FeedHealth], label: str) -> list[Attention]:
+    """What needs an organiser, worst first: failing feeds, contributors without a feed,
+    feeds we wait for, contributors with nothing labelled `label` yet, feeds that read
+    with a note. Paused feeds are the organisers' own choice and not listed."""
+    found: list[Attention] = []
+    fetched: dict[str, list[FeedHealth]] = {}
+    posts: dict[str, int] = {}
+    for h in rows:
+        posts[h.contributor] = posts.get(h.contributor, 0) + h.posts
+        if h.state is FeedState.PAUSED:
+            continue
+        if not h.has_feed:
+            if h.state is FeedState.FAILING:
+                sentence = _in_words(h.reason, _FEED_WORDS, h.contributor)
+                found.append(
+                    Attention(
+                        h,
+                        Concern.NO_FEED,
+                        sentence or "We found no feed on this blog yet.",
+                        h.reason,
+                    )
+                )
+            continue
+        if h.state is FeedState.FAILING:
+            waiting = not h.stopped and (h.error_count >= 2 or h.told_to_wait)
+            sentence = _in_words(h.reason, _FEED_WORDS, h.contributor)
+            found.append(
+                Attention(
+                    h,
+                    Concern.BACKING_OFF if waiting else Concern.FAILING,
+                    sentence or "We could not read this feed.",
+                    h.reason,
+                )
+            )
+        elif h.state is FeedState.OK and h.reason:
+            sentence = _in_words(h.reason, _NOTE_WORDS, h.contributor)
+            found.append(
+                Attention(h, Concern.NOTE, sentence or "The feed reads, with a note.", h.reason)
+            )
+        if h.kind is FeedKind.MAIN and h.state in (FeedState.OK, FeedState.NOT_MODIFIED):
+            fetched.setdefault(h.contributor, []).append(h)
+    for name, feeds in fetched.items():
+        if posts.get(name, 0) == 0:
+            found.append(
+                Attention(
+                    feeds[0],
+                    Concern.SILENT,
+                    f"Their feed reads fine but has no post labelled {label} yet. If "
+                    f"{name} has written for the event, ask them to add the label.",
+                    "",
+                )
+            )
+    order = list(Concern)
+    return sorted(found, key=lambda a: (order.index(a.concern), a.health.contributor.lower()))

@@ -272,8 +272,13 @@ def test_organiser_approves_polls_hides_and_manages(agg, web, site, mail, clock)
     clock.advance(minutes=5)
     preview = web.post("/admin/preview", data={"csrf": token})
     assert "Event post" in preview.text and mail.messages == []
-    sent = web.post("/admin/send", data={"csrf": token})
+    asked = web.post("/admin/send", data={"csrf": token, "back": "today"})
+    assert "Send today&#39;s digest now?" in asked.text
+    assert "to 1 subscriber, with 1 post" in asked.text
+    assert mail.messages == []  # one click only asks
+    sent = web.post("/admin/send", data={"csrf": token, "back": "today", "confirmed": "yes"})
     assert "sent to 1 subscriber" in sent.text and len(mail.messages) == 1
+    assert str(sent.url).endswith("/admin#result")
     web.post("/admin/pause", data={"url": url, "csrf": token})
     assert agg.status()[0].state == "paused"
     web.post("/admin/unsubscribe", data={"email": "sub@example.org", "csrf": token})
@@ -397,10 +402,13 @@ def test_dashboard_next_try_honours_retry_after_like_status(agg, web, site, cloc
         b"slow down", status=429, content_type="text/plain", headers={"Retry-After": "86400"}
     )
     agg.update_feeds()
-    expected = (clock.now + dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
+    wait_until = clock.now + dt.timedelta(days=1)
     login(web, agg)
-    assert expected in web.get("/admin").text
-    assert agg.status()[0].next_try.strftime("%Y-%m-%d %H:%M") == expected
+    # in the event's time zone, and as a distance from now
+    local = wait_until.astimezone(agg.settings.event.tz)
+    shown = f'<time datetime="{local.isoformat()}">in 24 hours</time>'
+    assert shown in web.get("/admin").text
+    assert agg.status()[0].next_try == wait_until
 
 
 def test_the_dashboard_shows_the_workers_alive(agg, web):

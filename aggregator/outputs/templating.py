@@ -40,6 +40,25 @@ def clock(moment: dt.datetime) -> str:
     return f"{moment:%H:%M} {moment.tzname() or ''}".strip()
 
 
+def when(moment: dt.datetime) -> str:
+    """`Sat 5 Dec, 14:05 GMT`: a moment of the week, in the zone it is given in."""
+    return f"{moment:%a} {moment.day} {moment:%b}, {clock(moment)}"
+
+
+def relative(moment: dt.datetime, now: dt.datetime) -> str:
+    """`5 minutes ago`, `in 2 hours`, `3 days ago`: how far a moment is from now."""
+    seconds = (moment - now).total_seconds()
+    size = abs(seconds)
+    if size < 60:
+        return "just now"
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if size >= length * (2 if unit == "day" else 1):
+            count = round(size / length)
+            break
+    words = f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"in {words}" if seconds > 0 else f"{words} ago"
+
+
 def by_day(posts: Iterable[Any], tz: zoneinfo.ZoneInfo) -> list[tuple[dt.date, list[Any]]]:
     """Posts (already newest first) grouped by the local day they sort by."""
     groups: list[tuple[dt.date, list[Any]]] = []
@@ -92,6 +111,8 @@ def _environment() -> jinja2.Environment:
         day_name=day_name,
         short_date=short_date,
         clock=clock,
+        when=when,
+        relative=relative,
         by_day=by_day,
         tag_label=tag_label,
         tag_pairs=tag_pairs,

@@ -160,11 +160,82 @@ async def logout(request: Request) -> Response:
     return redirect("/")
 
 
+#: the dashboard's parts an action can return to (its result is shown there)
+PLACES = frozenset(
+    [
+        "top",
+        "today",
+        "attention",
+        "registrations",
+        "feeds",
+        "posts",
+        "subscribers",
+        "add",
+        "add-post",
+    ]
+)
+
+
+def _place(data: Form) -> str:
+    back = data.get("back", "")
+    return back if back in PLACES else "top"
+
+
+def _confirmation(agg: Aggregator, name: str, data: Form) -> dict[str, Any] | None:
+    """The second step of an action that cannot be undone (None: no step needed)."""
+    if data.get("confirmed") == "yes":
+        return None
+    if name == "send":
+        date, posts, readers = agg.digest_outlook()
+        lines = [
+            f"The digest for {date.day} {date:%B %Y} would go now to {readers} "
+            f"subscriber{'' if readers == 1 else 's'}, with {posts} post"
+            f"{'' if posts == 1 else 's'}.",
+            "An email cannot be taken back. Subscribers who already have today's digest "
+            "do not get a second.",
+        ]
+        return {
+            "title": "Send today's digest now?",
+            "lines": lines,
+            "yes": f"Yes, send it to {readers} subscriber{'' if readers == 1 else 's'}",
+            "style": "",
+            "fields": {},
+        }
+    if name == "remove":
+        who = data.get("name", "").strip()
+        if not who:
+            return None  # the handler says what is missing
+        found = [c for c in agg.contributor_summaries() if c.name == who]
+        posts = found[0].posts if found else 0
+        return {
+            "title": f"Remove {who}?",
+            "lines": [
+                f"This removes {who}, their feeds and their {posts} post"
+                f"{'' if posts == 1 else 's'} from the site, the feeds and future digests.",
+                "It cannot be undone: to bring them back, add the blog again.",
+            ],
+            "yes": f"Yes, remove {who}",
+            "style": "danger solid",
+            "fields": {"name": who},
+        }
+    return None
+
+
 def _dashboard_data(agg: Aggregator) -> dict[str, Any]:
+    from ..outputs.charts import week_charts
+
     subscribers = agg.subscribers()
     posts, _more = agg.posts_page(1, 30, include_hidden=True)
+    feeds = agg.status()
+    picture = agg.week_picture()
     return {
-        "feeds": agg.status(),
+        "feeds": feeds,
+        "feed_count": sum(f.has_feed for f in feeds),
+        "feeds_ok": sum(f.has_feed and f.ok for f in feeds),
+        "attention": agg.attention(feeds),
+        "picture": picture,
+        "charts_list": week_charts(picture),
+        "post_count": agg.post_count(),
         "registrations": agg.registrations(),
         "subscribers": subscribers,
         "confirmed": sum(s.active for s in subscribers),
@@ -201,11 +272,15 @@ async def action(request: Request) -> Response:
     handler = ACTIONS.get(name)
     if handler is None:
         return message(request, "Not found", "There is no such dashboard action.", 404)
+    back = _place(data)
+    step = await in_thread(_confirmation, agg, name, data)
+    if step is not None:
+        return render(request, "admin_confirm.html", action=name, back=back, **step)
     try:
         note = await in_thread(handler, agg, data)
     except AggregatorError as e:
-        return redirect("/admin", f"Could not do that: {e}", request)
-    return redirect("/admin", note, request)
+        return redirect("/admin", f"Could not do that: {e}", request, at=back, error=True)
+    return redirect("/admin", note, request, at=back)
 
 
 routes = [

@@ -104,6 +104,9 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
             csrf=csrf_token(request),
             organiser=organiser(request),
             flash=request.session.pop("flash", None),
+            flash_at=request.session.pop("flash_at", None),
+            flash_error=request.session.pop("flash_error", False),
+            now=aggregator(request).now(),
             current=request.url.path,
             **context,
         )
@@ -137,9 +140,24 @@ def client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def redirect(url: str, flash: str | None = None, request: Request | None = None) -> Response:
+def redirect(
+    url: str,
+    flash: str | None = None,
+    request: Request | None = None,
+    *,
+    at: str | None = None,
+    error: bool = False,
+) -> Response:
+    """A 303 to `url`, with a note for the next page. With `at`, the note is shown in the
+    page's part of that id, and the browser is sent to it (`#result`), so the person's
+    place and focus stay where they acted."""
     if flash and request is not None:
         request.session["flash"] = flash
+        if at:
+            request.session["flash_at"] = at
+            url += "#result"
+        if error:
+            request.session["flash_error"] = True
     return RedirectResponse(url, status_code=303)
 
 
