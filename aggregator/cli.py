@@ -367,6 +367,8 @@ def digest(
         report = agg.send_digest(day)
     for email, reason in report.failed:
         say(f"failed: {email}: {reason}", err=True)
+    for email, reason in report.queued:
+        say(f"waiting in the outbox: {email}: {reason}", err=True)
     say(report.line())
 
 

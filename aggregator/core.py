@@ -310,8 +310,10 @@ class Aggregator(People, Site):
     def digest_outlook(self, date: dt.date | None = None) -> tuple[dt.date, int, int]:
         """(date, posts it would hold, subscribers still to get it): what sending the
         digest now would do, for the dashboard's confirmation step."""
+        from .outputs.digest import upcoming
+
         date = date or self.local_today()
-        posts = self.storage.posts.digest_posts(date) or self.storage.posts.unsent_posts(self.now())
+        posts = upcoming(self.storage, date, self.now())
         return date, len(posts), len(self.storage.subscribers.awaiting_delivery(date))
 
     def preview_digest_html(self, date: dt.date | None = None) -> str:

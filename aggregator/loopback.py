@@ -147,8 +147,9 @@ class LoopbackSite:
 class MailSink:
     """A real SMTP server (aiosmtpd) on loopback that keeps what it receives.
 
-    `refuse` holds addresses it answers 550 for, to test failed deliveries; `delay` makes
-    it take that long over each message.
+    `refuse` holds addresses it answers 550 for (refused for good), `busy` those it
+    answers 451 for (try again later), to test failed deliveries; `delay` makes it take
+    that long over each message.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, delay: float = 0):
@@ -158,12 +159,15 @@ class MailSink:
 
         self.messages: list[tuple[list[str], bytes]] = []
         self.refuse: set[str] = set()
+        self.busy: set[str] = set()
         sink = self
 
         class _Handler:
             async def handle_RCPT(self, server, session, envelope, address, options):
                 if address.lower() in sink.refuse:
                     return "550 5.1.1 mailbox unavailable"
+                if address.lower() in sink.busy:
+                    return "451 4.3.0 try again later"
                 envelope.rcpt_tos.append(address)
                 return "250 OK"
 

@@ -43,6 +43,9 @@ class DeliveryState(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    #: failed for now, so waiting in the outbox: the outbox's sender retries it with
+    #: backoff, and nobody else sends it
+    QUEUED = "queued"
 
 
 class RegistrationState(StrEnum):

@@ -575,8 +575,8 @@ def test_a_letter_taken_by_a_sender_that_died_goes_out_once_its_lease_ends(agg, 
     agg.request_subscription("ann@example.org", lambda t: f"{site}confirm/{t}")
     (row,) = agg.storage.outbox.due(clock.now)
     # another sender took it and died before sending
-    assert agg.storage.outbox.claim(row.id, clock.now, dt.timedelta(minutes=10))
-    assert not agg.storage.outbox.claim(row.id, clock.now, dt.timedelta(minutes=10))
+    assert agg.storage.outbox.claim(row, clock.now, dt.timedelta(minutes=10))
+    assert not agg.storage.outbox.claim(row, clock.now, dt.timedelta(minutes=10))
     assert agg.send_outbox().sent == 0 and mail.messages == []
     clock.advance(minutes=11)
     assert agg.send_outbox().sent == 1

@@ -6,8 +6,13 @@ made (each post carries the date of the one digest that held it). Each
 goes to the SMTP server and "sent" after; a rerun skips both, so a crash between
 the server's acceptance and the record can never send a second copy (the cost
 is that a crash in that window leaves the row "sending" and that subscriber may
-miss one digest: at most once, never twice). A refused or failed delivery is
-"failed" and retried on the next run, for that subscriber alone.
+miss one digest: at most once, never twice).
+
+A delivery the mail server does not take for now (it cannot be reached, or it answers
+"try later") is "queued": its message goes to the outbox in the same transaction, and
+the outbox's sender (the worker every minute, or `aggregator outbox`) retries it with
+backoff and records the outcome on the delivery, keeping the same rule. An address the
+server refuses for good (5xx) is "failed", and retried only by another run for that date.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from ..config import Settings
 from ..errors import DeliveryError
 from ..states import DeliveryState
 from ..storage import Storage
+from ..storage.outbox import digest_kind
 from ..storage.posts import PostView
 from ..storage.subscribers import SubscriberRow
 from ..text import excerpt, one_line
 from .files import write_atomic
 from .mail import Mailer
+from .outbox import letter
 from .templating import templates
 
 log = logging.getLogger(__name__)
@@ -40,7 +47,10 @@ class DigestReport:
     date: dt.date
     posts: int = 0
     sent: list[str] = field(default_factory=list)
+    #: refused for good by the mail server: retried only by another run for this date
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: not taken for now (the server away or busy): in the outbox, retried with backoff
+    queued: list[tuple[str, str]] = field(default_factory=list)
     skipped_reason: str | None = None
     #: deliveries a crash interrupted mid-send: not retried, so nobody gets two
     uncertain: list[str] = field(default_factory=list)
@@ -49,8 +59,13 @@ class DigestReport:
         if self.skipped_reason:
             return f"digest {self.date}: {self.skipped_reason}"
         text = f"digest {self.date}: {self.posts} post(s), sent to {len(self.sent)} subscriber(s)"
+        if self.queued:
+            text += (
+                f", {len(self.queued)} waiting in the outbox ({self.queued[-1][1]}; the "
+                "worker or `aggregator outbox` retries them)"
+            )
         if self.failed:
-            text += f", {len(self.failed)} failed (retried on the next run)"
+            text += f", {len(self.failed)} refused by the mail server (retried on the next run)"
         if self.uncertain:
             text += (
                 f", {len(self.uncertain)} interrupted by a crash while sending "
@@ -59,23 +74,55 @@ class DigestReport:
         return text
 
 
+def _why(error: Exception) -> str:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return "; ".join(
+            f"{code} {text.decode(errors='replace')}" for code, text in error.recipients.values()
+        )
+    return str(error) if isinstance(error, DeliveryError) else f"the mail server: {error}"
+
+
+def _refused_for_good(error: Exception) -> bool:
+    """The server refused the address permanently (5xx): retrying cannot help."""
+    return isinstance(error, smtplib.SMTPRecipientsRefused) and all(
+        code >= 500 for code, _text in error.recipients.values()
+    )
+
+
 def subject(settings: Settings, date: dt.date, count: int) -> str:
     plural = "post" if count == 1 else "posts"
     return one_line(f"{settings.event.name}: {count} new {plural} on {date:%-d %B %Y}")
 
 
+def newest_first(posts: list[PostView]) -> list[PostView]:
+    """The site's order (newest first, as `PostStore.page` sorts): the digest shows its
+    posts so, whichever order they were chosen in."""
+    return sorted(posts, key=lambda p: (p.sort_date, p.id), reverse=True)
+
+
+def web_url(settings: Settings, date: dt.date) -> str:
+    """Where the archived copy of the digest for `date` is served (see `archive`)."""
+    return f"{settings.event.site_url}digests/{date.isoformat()}.html"
+
+
 def render(
-    settings: Settings, date: dt.date, posts: list[PostView], unsubscribe_url: str
+    settings: Settings, date: dt.date, posts: list[PostView], unsubscribe_url: str | None
 ) -> tuple[str, str]:
-    """(plain text, HTML) of one digest."""
+    """(plain text, HTML) of one digest. With an unsubscribe link it is a subscriber's
+    email (with "view this digest on the web"); without one, the web copy, which holds
+    nothing personal and says how to subscribe instead."""
     tz = settings.event.tz
+    site = settings.event.site_url
     context = {
         "event": settings.event,
         "date": date,
-        "posts": posts,
+        "posts": newest_first(posts),
         "excerpt": lambda p: excerpt(p.text, 50),
         "local": lambda d: d.astimezone(tz),
         "unsubscribe_url": unsubscribe_url,
+        "web_url": web_url(settings, date) if unsubscribe_url else None,
+        "site_url": site,
+        "feed_url": f"{site}feed.atom",
         "subject": subject(settings, date, len(posts)),
     }
     env = templates()
@@ -116,14 +163,21 @@ def build_message(
 
 
 def archive(settings: Settings, date: dt.date, posts: list[PostView]) -> None:
-    """Keep the web copy of a sent digest as output/digests/YYYY-MM-DD.html."""
-    _text, html = render(settings, date, posts, settings.event.site_url)
+    """Keep the web copy of a sent digest as output/digests/YYYY-MM-DD.html: the same
+    posts, but no subscriber's unsubscribe link (anyone can read it)."""
+    _text, html = render(settings, date, posts, None)
     write_atomic(settings.output_dir / "digests" / f"{date.isoformat()}.html", html.encode())
+
+
+def upcoming(storage: Storage, date: dt.date, now: dt.datetime) -> list[PostView]:
+    """The posts of the digest for `date`: those it holds once made, else those it would
+    hold if made now."""
+    return storage.posts.digest_posts(date) or storage.posts.unsent_posts(now)
 
 
 def preview(storage: Storage, settings: Settings, date: dt.date, now: dt.datetime) -> str:
     """The HTML that would be sent for `date`; changes nothing."""
-    posts = storage.posts.digest_posts(date) or storage.posts.unsent_posts(now)
+    posts = upcoming(storage, date, now)
     return render(settings, date, posts, unsubscribe_url(settings, "PREVIEW"))[1]
 
 
@@ -149,36 +203,36 @@ def send_digest(
     archive(settings, date, posts)
     mailer = Mailer(settings)
     domain = parseaddr(settings.digest.sender)[1].rpartition("@")[2] or None
+    #: set once the server cannot be reached: the rest go straight to the outbox
+    unreachable: str | None = None
     try:
         for subscriber in subs.awaiting_delivery(date):
             message_id = make_msgid(domain=domain)
             msg = build_message(settings, date, posts, subscriber, message_id, now)
             if not subs.claim_delivery(subscriber.id, date, message_id, now):
                 continue  # another worker, or `aggregator digest`, is sending theirs
-            try:
-                mailer.send(msg)
-            except smtplib.SMTPRecipientsRefused as e:
-                reason = "; ".join(
-                    f"{code} {text.decode(errors='replace')}"
-                    for code, text in e.recipients.values()
-                )
-                subs.mark_delivery(
-                    subscriber.id, date, DeliveryState.FAILED, message_id, now, reason
-                )
-                report.failed.append((subscriber.email, reason))
-                continue
-            except (DeliveryError, OSError, smtplib.SMTPException) as e:
-                subs.mark_delivery(
-                    subscriber.id, date, DeliveryState.FAILED, message_id, now, str(e)
-                )
-                report.failed.append((subscriber.email, str(e)))
-                mailer.close()
-                if isinstance(e, DeliveryError):
-                    # the server cannot be reached: the others wait for the next run
-                    raise
-                continue
-            subs.mark_delivery(subscriber.id, date, DeliveryState.SENT, message_id, now)
-            report.sent.append(subscriber.email)
+            reason = unreachable
+            if reason is None:
+                try:
+                    mailer.send(msg)
+                except (DeliveryError, OSError, smtplib.SMTPException) as e:
+                    reason = _why(e)
+                    if _refused_for_good(e):
+                        subs.mark_delivery(
+                            subscriber.id, date, DeliveryState.FAILED, message_id, now, reason
+                        )
+                        report.failed.append((subscriber.email, reason))
+                        continue
+                    if not isinstance(e, smtplib.SMTPRecipientsRefused):
+                        unreachable = reason
+                        mailer.close()
+                else:
+                    subs.mark_delivery(subscriber.id, date, DeliveryState.SENT, message_id, now)
+                    report.sent.append(subscriber.email)
+                    continue
+            # not taken for now: the outbox's sender retries it with backoff
+            subs.queue_delivery(subscriber.id, date, letter(digest_kind(date), msg), now, reason)
+            report.queued.append((subscriber.email, reason))
     finally:
         mailer.close()
     log.info(report.line())

@@ -56,7 +56,7 @@ def send_due(store: OutboxStore, settings: Settings, now: dt.datetime) -> Outbox
     mailer = Mailer(settings)
     try:
         for row in store.due(now):
-            if not store.claim(row.id, now, LEASE):
+            if not store.claim(row, now, LEASE):
                 continue  # another sender took it
             msg = email.message_from_bytes(row.message, policy=email.policy.default)
             assert isinstance(msg, EmailMessage)
@@ -73,7 +73,7 @@ def send_due(store: OutboxStore, settings: Settings, now: dt.datetime) -> Outbox
                     if attempts < MAX_ATTEMPTS and not permanent
                     else None
                 )
-                store.failed(row.id, reason, retry_at)
+                store.failed(row.id, reason, retry_at, now)
                 report.failed.append(f"{row.recipient}: {reason}")
                 mailer.close()
                 if isinstance(e, DeliveryError) or not isinstance(e, smtplib.SMTPRecipientsRefused):

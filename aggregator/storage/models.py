@@ -139,7 +139,8 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     digest_date: dt.date = Field(foreign_key="digest.digest_date", index=True)
-    #: "sending" (handed to SMTP, outcome unknown) | "sent" | "failed"
+    #: a DeliveryState: "sending" (handed to SMTP, outcome unknown) | "sent" | "failed" |
+    #: "queued" (in the outbox, retried with backoff)
     status: str = Field(max_length=16)
     message_id: str = Field(max_length=300)
     attempts: int = 0

@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from .models import Meta, Outbox
+from ..states import DeliveryState
+from .models import Delivery, Meta, Outbox, Subscriber
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,42 @@ class OutboxRow:
     @classmethod
     def from_model(cls, row: Outbox) -> OutboxRow:
         return cls(row.id or 0, row.kind, row.recipient, row.message, row.attempts)
+
+
+#: a digest letter's kind names its date: "digest 2017-05-16"
+_DIGEST = "digest "
+#: a digest letter taken for sending is never taken again by the lease running out: a
+#: sender that dies holding it leaves its delivery "sending" (uncertain), so nobody gets
+#: two (the digest's at-most-once rule, see outputs/digest.py)
+_HELD_FOR_GOOD = dt.timedelta(days=3650)
+
+
+def digest_kind(date: dt.date) -> str:
+    return f"{_DIGEST}{date.isoformat()}"
+
+
+def _digest_date(kind: str) -> dt.date | None:
+    if not kind.startswith(_DIGEST):
+        return None
+    return dt.date.fromisoformat(kind.removeprefix(_DIGEST))
+
+
+def _record_delivery(
+    session: Session, row: Outbox, status: str, now: dt.datetime, error: str | None = None
+) -> None:
+    """Keep a digest letter's delivery row in step with the letter (same transaction)."""
+    date = _digest_date(row.kind)
+    if date is None:
+        return
+    subscriber = select(Subscriber.id).where(Subscriber.email == row.recipient)
+    session.execute(
+        update(Delivery)
+        .where(
+            col(Delivery.digest_date) == date,
+            col(Delivery.subscriber_id).in_(subscriber.scalar_subquery()),
+        )
+        .values(status=status, updated_at=now, error=error)
+    )
 
 
 @dataclass(frozen=True)
@@ -106,23 +143,29 @@ class OutboxStore:
             ).all()
             return [OutboxRow.from_model(r) for r in rows]
 
-    def claim(self, outbox_id: int, now: dt.datetime, lease: dt.timedelta) -> bool:
+    def claim(self, letter: OutboxRow, now: dt.datetime, lease: dt.timedelta) -> bool:
         """Take a due letter for sending: True for one sender only, however many run at
         once (the web app's background task, the worker, `aggregator outbox`). A sender
-        that dies holding it lets the lease run out, and the letter is due again."""
+        that dies holding it lets the lease run out, and the letter is due again; a
+        digest letter is never due again that way (its delivery stays "sending")."""
+        digest = _digest_date(letter.kind) is not None
         with Session(self.engine) as session:
             taken = session.execute(
                 update(Outbox)
                 .where(
-                    col(Outbox.id) == outbox_id,
+                    col(Outbox.id) == letter.id,
                     col(Outbox.sent_at).is_(None),
                     col(Outbox.given_up).is_(False),
                     col(Outbox.next_attempt_at) <= now,
                 )
-                .values(next_attempt_at=now + lease)
+                .values(next_attempt_at=now + (_HELD_FOR_GOOD if digest else lease))
             )
+            mine = bool(getattr(taken, "rowcount", 0) == 1)
+            row = session.get(Outbox, letter.id)
+            if mine and row is not None:
+                _record_delivery(session, row, DeliveryState.SENDING, now)
             session.commit()
-            return bool(getattr(taken, "rowcount", 0) == 1)
+            return mine
 
     def sent(self, outbox_id: int, now: dt.datetime) -> None:
         with Session(self.engine) as session:
@@ -130,9 +173,12 @@ class OutboxStore:
             if row is not None:
                 row.sent_at, row.attempts, row.last_error = now, row.attempts + 1, None
                 session.add(row)
+                _record_delivery(session, row, DeliveryState.SENT, now)
                 session.commit()
 
-    def failed(self, outbox_id: int, error: str, retry_at: dt.datetime | None) -> None:
+    def failed(
+        self, outbox_id: int, error: str, retry_at: dt.datetime | None, now: dt.datetime
+    ) -> None:
         """Record a failed attempt: retried at `retry_at`, or given up when None."""
         with Session(self.engine) as session:
             row = session.get(Outbox, outbox_id)
@@ -144,6 +190,8 @@ class OutboxStore:
                 else:
                     row.next_attempt_at = retry_at
                 session.add(row)
+                state = DeliveryState.FAILED if retry_at is None else DeliveryState.QUEUED
+                _record_delivery(session, row, state, now, error)
                 session.commit()
 
     def waiting(self) -> int:

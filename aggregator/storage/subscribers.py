@@ -157,7 +157,9 @@ class SubscriberStore:
         with Session(self.engine) as session:
             done = select(Delivery.subscriber_id).where(
                 Delivery.digest_date == date,
-                col(Delivery.status).in_([DeliveryState.SENT, DeliveryState.SENDING]),
+                col(Delivery.status).in_(
+                    [DeliveryState.SENT, DeliveryState.SENDING, DeliveryState.QUEUED]
+                ),
             )
             rows = session.exec(
                 select(Subscriber)
@@ -229,6 +231,28 @@ class SubscriberStore:
             if status == DeliveryState.SENDING:
                 row.attempts += 1
             session.add(row)
+            session.commit()
+
+    def queue_delivery(
+        self,
+        subscriber_id: int,
+        date: dt.date,
+        letter: Letter,
+        now: dt.datetime,
+        error: str,
+    ) -> None:
+        """A digest that could not go out now goes to the outbox, in the same transaction
+        as its delivery's new state ("queued"): the outbox's sender retries it with
+        backoff and records the outcome here (`outbox.digest_kind`)."""
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(Delivery).where(
+                    Delivery.subscriber_id == subscriber_id, Delivery.digest_date == date
+                )
+            ).one()
+            row.status, row.updated_at, row.error = DeliveryState.QUEUED, now, error
+            session.add(row)
+            queue(session, [letter], now)
             session.commit()
 
     def deliveries(self, date: dt.date) -> dict[str, str]:
