@@ -128,6 +128,10 @@ def normalise_phrase(text: str) -> str:
 
 
 def readable_tag(tag: str) -> str:
-    """A tag as people read it: `co-production-week` -> `co production week`,
-    `#Meetings` -> `Meetings`."""
-    return " ".join(tag.lstrip("#").replace("-", " ").replace("_", " ").split()) or tag
+    """A tag as people read it: a slug's dashes become spaces (`co-production-week` ->
+    `co production week`), a tag written with spaces keeps its hyphens (`Co-production
+    Week`), and a hashtag loses its `#`."""
+    bare = tag.strip().lstrip("#")
+    if not any(c.isspace() for c in bare):
+        bare = bare.replace("-", " ").replace("_", " ")
+    return " ".join(bare.split()) or tag

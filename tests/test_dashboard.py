@@ -208,3 +208,16 @@ def test_attention_puts_the_worst_first_and_skips_paused_feeds():
     assert found[0].sentence.startswith("No website has this address any more. Ask broken")
     assert found[1].sentence.startswith("The blog's server asked us to slow down")
     assert found[3].detail.startswith("the feed is not well-formed XML")
+
+
+def test_a_tag_keeps_the_hyphens_it_was_written_with(agg, web, site):
+    """Seen in the public page's screenshot: "Co-production Week" showed as "Co production
+    Week" because every dash was read as a slug's."""
+    from aggregator.text import readable_tag
+
+    assert readable_tag("Co-production Week") == "Co-production Week"
+    assert readable_tag("co-production-week") == "co production week"
+    assert readable_tag("#Meetings") == "Meetings"
+    assert readable_tag("carers_voices") == "carers voices"
+    a_week(agg, site)
+    assert 'href="/?tag=coproductionweek">Co-production Week</a>' in web.get("/").text
