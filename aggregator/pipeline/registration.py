@@ -94,12 +94,13 @@ _PLAIN_REASONS = [
         "again in a few minutes.",
     ),
     (
-        ("HTTP 404", "HTTP 410"),
+        # the fetcher's words for these answers: "not found (404: …)", "gone (410): …"
+        ("(404", "(410"),
         "There is no page at this address (the server said it does not exist). Check the "
         "address: your blog's front page is best.",
     ),
     (
-        ("HTTP 401", "HTTP 403"),
+        ("(401", "(403"),
         "Your blog is private or refuses visitors, so we cannot read it. Make it public, "
         "then register again.",
     ),
