@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from . import cli_coercion as _cli_coercion  # noqa: F401  (typer's option checks, when needed)
 from .config import load_settings
 from .errors import AggregatorError
 from .states import FeedKind, PollOutcome
