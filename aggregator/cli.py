@@ -409,13 +409,20 @@ def serve(
     with_worker: Annotated[
         bool, typer.Option("--with-worker", help="Also poll and send digests, as `run` does.")
     ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log a line for each request (behind a proxy that logs them, turn it off).",
+        ),
+    ] = True,
 ) -> None:
     """The web app: posts, subscribe/unsubscribe, register a blog, organiser dashboard."""
     from .worker import serve as serve_app
 
     logging.getLogger("aggregator").setLevel(logging.INFO)
     with aggregator() as agg:
-        serve_app(agg, host, port, with_worker=with_worker)
+        serve_app(agg, host, port, with_worker=with_worker, access_log=access_log)
 
 
 @app.command()

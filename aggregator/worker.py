@@ -191,7 +191,9 @@ def run(agg: Aggregator) -> None:
     log.info("worker stopped")
 
 
-def serve(agg: Aggregator, host: str, port: int, *, with_worker: bool) -> None:
+def serve(
+    agg: Aggregator, host: str, port: int, *, with_worker: bool, access_log: bool = True
+) -> None:
     """`aggregator serve`: the web app under uvicorn, with the worker's jobs beside it."""
     import uvicorn
 
@@ -212,6 +214,7 @@ def serve(agg: Aggregator, host: str, port: int, *, with_worker: bool) -> None:
             proxy_headers=True,
             forwarded_allow_ips="127.0.0.1",
             log_level="info",
+            access_log=access_log,
         )
     finally:
         if worker:

@@ -1,7 +1,7 @@
 """Load benchmark: `aggregator serve --with-worker` under wrk, beside nginx serving the
 same published folder as static files, in one run.
 
-    python benchmarks/serve.py [--feeds 500] [--seconds 30] [--connections 200]
+    python benchmarks/serve.py [--feeds 500] [--seconds 30] [--connections 200] [--no-access-log]
 
 Needs Debian's `wrk` and `nginx` (`apt-get install wrk nginx-light`). Everything stays on
 127.0.0.1. The feeds come from `feedserver.py` with a 1 s latency, so the worker's first
@@ -119,6 +119,9 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="serve without a log line per request"
+    )
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
@@ -136,11 +139,9 @@ def main() -> None:
             subprocess.run([*run, "publish"], check=True, capture_output=True)
             port = free_port()
             log = (folder / "serve.log").open("wb")
-            processes.append(
-                subprocess.Popen(
-                    [*run, "serve", "--port", str(port), "--with-worker"], stdout=log, stderr=log
-                )
-            )
+            logging = ["--no-access-log"] if args.no_access_log else []
+            serve = [*run, "serve", "--port", str(port), "--with-worker", *logging]
+            processes.append(subprocess.Popen(serve, stdout=log, stderr=log))
             app = f"http://127.0.0.1:{port}"
             wait_for(app + "/")
             started = time.monotonic()

@@ -16,7 +16,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from ..core import Aggregator
 from . import admin, public, registration, subscriptions, websub
 from .middleware import BodyLimit, SecurityHeaders
-from .support import CsrfError, Limits, csrf_refused
+from .support import CsrfError, Limits, OutputFiles, PageCache, csrf_refused
 
 SESSION_DAYS = 14
 
@@ -49,6 +49,8 @@ def create_app(agg: Aggregator) -> Starlette:
     )
     app.state.aggregator = agg
     app.state.limits = Limits()
+    app.state.pages = PageCache(agg.settings.output_dir)
+    app.state.files = OutputFiles(agg.settings.output_dir)
     return app
 
 

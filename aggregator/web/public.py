@@ -15,7 +15,11 @@ from ..outputs.templating import tag_label
 from ..site import Filter
 from ..text import normalise_tag
 from .support import (
+    OutputFile,
+    OutputFiles,
     aggregator,
+    anonymous,
+    cached_page,
     checked_form,
     client,
     conditional_file,
@@ -51,15 +55,29 @@ def _pages(request: Request, page: int, more: bool) -> dict[str, Any]:
     return {"newer": at(page - 1) if page > 1 else None, "older": at(page + 1) if more else None}
 
 
-def _listing(request: Request, template: str, narrowed: Filter, **context: Any) -> Response:
+def _listing_context(request: Request, narrowed: Filter, **context: Any) -> dict[str, Any]:
     page = _page(request)
     posts, more = aggregator(request).browse(page, PAGE_SIZE, narrowed)
-    return render(
-        request, template, posts=posts, page=page, **_pages(request, page, more), **context
-    )
+    return {"posts": posts, "page": page, **_pages(request, page, more), **context}
 
 
-def home(request: Request) -> Response:
+def _listing(request: Request, template: str, narrowed: Filter, **context: Any) -> Response:
+    return render(request, template, **_listing_context(request, narrowed, **context))
+
+
+async def home(request: Request) -> Response:
+    """The posts. The first page, as everyone sees it, is answered from memory
+    (`support.PageCache`): readers arrive all at once when a post is shared."""
+    if not request.scope["query_string"] and anonymous(request):
+
+        def context() -> dict[str, Any]:
+            return _listing_context(request, Filter(), tag=None, tag_name="")
+
+        return await cached_page(request, "home", "home.html", context)
+    return await in_thread(_home, request)
+
+
+def _home(request: Request) -> Response:
     raw = request.query_params.get("tag", "")[:MAX_QUERY]
     key = normalise_tag(raw) or None
     tags = aggregator(request).settings.event.tags
@@ -114,19 +132,32 @@ def follow(request: Request) -> Response:
     return render(request, "follow.html")
 
 
-def output_file(request: Request) -> Response:
+async def output_file(request: Request) -> Response:
     name = request.path_params["name"]
     if name.startswith("digests/") and name.endswith(".html"):
         media = "text/html; charset=utf-8"
     elif name in _OUTPUTS:
         media = _OUTPUTS[name]
     else:
-        return message(request, "Not found", "There is no such page.", 404)
+        return await in_thread(message, request, "Not found", "There is no such page.", 404)
+    files: OutputFiles = request.app.state.files
+    found = files.current(name)  # unchanged since it was read, checked, from this name
+    if found is None:
+        checked = await in_thread(_checked_file, request, name)
+        if isinstance(checked, Response):
+            return checked
+        found = checked
+    return conditional_file(request, found, media)
+
+
+def _checked_file(request: Request, name: str) -> OutputFile | Response:
+    """The output file `name`, read, if it is a file inside the output folder."""
     root = aggregator(request).settings.output_dir.resolve()
     path = (root / name).resolve()
     if root not in path.parents or not path.is_file():
         return message(request, "Not found", "There is no such page (yet).", 404)
-    return conditional_file(request, path, media)
+    files: OutputFiles = request.app.state.files
+    return files.read(name, path)
 
 
 #: a URL is at most this long here (browsers and servers stop near it too)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import logging
+import os
 import secrets
+import threading
+import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from ..core import Aggregator
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class CsrfError(Exception):
@@ -96,22 +101,142 @@ async def logged_in(request: Request) -> str | None:
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    page = (
+    page = _page(
+        request,
+        name,
+        csrf=csrf_token(request),
+        organiser=organiser(request),
+        flash=request.session.pop("flash", None),
+        flash_at=request.session.pop("flash_at", None),
+        flash_error=request.session.pop("flash_error", False),
+        **context,
+    )
+    return HTMLResponse(page, status_code=status)
+
+
+def _page(request: Request, name: str, **context: Any) -> str:
+    return (
         templates()
         .get_template(f"web/{name}")
         .render(
             event=aggregator(request).settings.event,
-            csrf=csrf_token(request),
-            organiser=organiser(request),
-            flash=request.session.pop("flash", None),
-            flash_at=request.session.pop("flash_at", None),
-            flash_error=request.session.pop("flash_error", False),
             now=aggregator(request).now(),
             current=request.url.path,
             **context,
         )
     )
-    return HTMLResponse(page, status_code=status)
+
+
+def anonymous(request: Request) -> bool:
+    """A visitor whose page is everyone's: not logged in, no note waiting for them."""
+    session = request.session
+    return "organiser" not in session and "flash" not in session
+
+
+#: a page kept in memory is built again after this long, even if nothing was published
+FRESH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _Built:
+    generation: tuple[int, ...] | None
+    at: float
+    #: the page, split where the visitor's CSRF token goes
+    parts: list[bytes]
+
+
+class PageCache:
+    """Public pages as an anonymous visitor sees them, built once and answered from
+    memory (no database, no template): the same page for everyone but the CSRF token,
+    which is put in per answer.
+
+    A page is built again before it is answered when a publish has written the output
+    folder since it was built (by any process: the folder and its `index.html` are
+    looked at, a `stat` each, on every answer, so several `serve` processes on one
+    database all follow a publish at once). Otherwise it is built again in the
+    background once it is FRESH_SECONDS old, the old one answering meanwhile, so what
+    reaches the database without a publish (posts stored in the middle of a poll) shows
+    within a second or two, and no answer waits for the database."""
+
+    def __init__(self, output_dir: Path, fresh_seconds: float = FRESH_SECONDS) -> None:
+        self.output_dir = output_dir
+        self._index = output_dir / "index.html"
+        self.fresh_seconds = fresh_seconds
+        self._pages: dict[str, _Built] = {}
+        self._refreshing: set[str] = set()
+        self._lock = threading.Lock()
+
+    def generation(self) -> tuple[int, ...] | None:
+        try:
+            folder = os.stat(self.output_dir)
+            index = os.stat(self._index)
+        except OSError:
+            return None
+        return (folder.st_mtime_ns, index.st_ino, index.st_mtime_ns, index.st_size)
+
+    def get(self, name: str, page: Callable[[str], str]) -> list[bytes] | None:
+        """The page if nothing was published since it was built (cheap: for the event
+        loop); if it is old, it is built again in the background."""
+        built = self._pages.get(name)
+        if built is None or built.generation != self.generation():
+            return None
+        if time.monotonic() - built.at > self.fresh_seconds and name not in self._refreshing:
+            self._refreshing.add(name)
+            threading.Thread(
+                target=self._refresh, args=(name, page), name="page-cache", daemon=True
+            ).start()
+        return built.parts
+
+    def build(self, name: str, page: Callable[[str], str]) -> list[bytes]:
+        """The page, built with `page(csrf placeholder)` unless another thread just did
+        (blocking: run it in a thread)."""
+        with self._lock:
+            generation = self.generation()  # before reading: never newer than the page
+            built = self._pages.get(name)
+            if (
+                built is None
+                or built.generation != generation
+                or time.monotonic() - built.at > self.fresh_seconds
+            ):
+                at = time.monotonic()
+                placeholder = "csrf-" + secrets.token_hex(16)
+                parts = [part.encode() for part in page(placeholder).split(placeholder)]
+                built = self._pages[name] = _Built(generation, at, parts)
+            return built.parts
+
+    def _refresh(self, name: str, page: Callable[[str], str]) -> None:
+        try:
+            self.build(name, page)
+        except Exception as e:  # the next answer builds it, and shows the error
+            log.warning("could not build %s again: %s", name, e)
+            self._pages.pop(name, None)
+        finally:
+            self._refreshing.discard(name)
+
+
+async def cached_page(
+    request: Request, name: str, template: str, context: Callable[[], dict[str, Any]]
+) -> Response:
+    """`render(request, template, **context())` for an anonymous visitor, from
+    `PageCache` (the CSRF token, and the session cookie that carries it, as usual)."""
+    pages: PageCache = request.app.state.pages
+
+    def page(csrf: str) -> str:
+        return _page(
+            request,
+            template,
+            csrf=csrf,
+            organiser=None,
+            flash=None,
+            flash_at=None,
+            flash_error=False,
+            **context(),
+        )
+
+    parts = pages.get(name, page)
+    if parts is None:
+        parts = await in_thread(pages.build, name, page)
+    return Response(csrf_token(request).encode().join(parts), media_type="text/html")
 
 
 def message(request: Request, title: str, text: str, status: int = 200) -> HTMLResponse:
@@ -185,26 +310,86 @@ async def csrf_refused(request: Request, exc: Exception) -> Response:
     )
 
 
-def conditional_file(request: Request, path: Path, media_type: str) -> Response:
+@dataclass(frozen=True)
+class OutputFile:
+    """A published file as read once: its body and validators, for as long as the file
+    on disk is the same one (same inode, time and size: files are replaced whole)."""
+
+    identity: tuple[int, int, int]
+    body: bytes
+    etag: str
+    modified: str
+    mtime: int
+
+    @classmethod
+    def read(cls, path: Path) -> OutputFile:
+        with path.open("rb") as handle:
+            stat = os.fstat(handle.fileno())  # the validators of the very bytes read
+            body = handle.read()
+        digest = hashlib.sha256(f"{stat.st_mtime_ns}-{stat.st_size}".encode()).hexdigest()
+        return cls(
+            identity=(stat.st_ino, stat.st_mtime_ns, stat.st_size),
+            body=body,
+            etag=f'"{digest[:20]}"',
+            modified=email.utils.formatdate(stat.st_mtime, usegmt=True),
+            mtime=int(stat.st_mtime),
+        )
+
+
+class OutputFiles:
+    """The published files the app answers, kept in memory by name: an answer costs one
+    `stat` (so a file another process published is seen at once), not a read, a hash
+    and resolving the path again. Only a file read under its own plain name is kept
+    (not as `digests/../feed.atom` or `digests/./x.html`), so never more files than
+    the folder holds."""
+
+    #: files larger than this are read for each answer
+    MAX_BYTES = 8 * 1024 * 1024
+
+    def __init__(self, output_dir: Path) -> None:
+        self._root = str(output_dir)
+        self._files: dict[str, OutputFile] = {}
+
+    def current(self, name: str) -> OutputFile | None:
+        """The file from memory if it is still the one read (cheap: for the event loop)."""
+        known = self._files.get(name)
+        if known is None:
+            return None
+        try:
+            stat = os.stat(os.path.join(self._root, name))
+        except OSError:
+            return None
+        return known if known.identity == (stat.st_ino, stat.st_mtime_ns, stat.st_size) else None
+
+    def read(self, name: str, path: Path) -> OutputFile:
+        """Read `name`, found at `path` (checked to be in the folder; blocking: run it in
+        a thread), and keep it if it is small and `path` is its own place."""
+        found = OutputFile.read(path)
+        own = os.path.normpath(name) == name and path == Path(self._root).resolve() / name
+        if own and len(found.body) <= self.MAX_BYTES:
+            self._files[name] = found
+        return found
+
+
+def conditional_file(request: Request, found: OutputFile, media_type: str) -> Response:
     """Serve an output file with ETag/Last-Modified, answering 304 when unchanged."""
-    stat = path.stat()
-    etag = (
-        '"' + hashlib.sha256(f"{stat.st_mtime_ns}-{stat.st_size}".encode()).hexdigest()[:20] + '"'
-    )
-    modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
-    headers = {"ETag": etag, "Last-Modified": modified, "Cache-Control": "public, max-age=300"}
+    headers = {
+        "ETag": found.etag,
+        "Last-Modified": found.modified,
+        "Cache-Control": "public, max-age=300",
+    }
     if_none = request.headers.get("if-none-match")
     since = request.headers.get("if-modified-since")
     not_modified = False
     if if_none is not None:
-        not_modified = etag in [t.strip() for t in if_none.split(",")] or if_none.strip() == "*"
+        not_modified = (
+            found.etag in [t.strip() for t in if_none.split(",")] or if_none.strip() == "*"
+        )
     elif since:
         try:
-            not_modified = (
-                int(stat.st_mtime) <= email.utils.parsedate_to_datetime(since).timestamp()
-            )
+            not_modified = found.mtime <= email.utils.parsedate_to_datetime(since).timestamp()
         except (TypeError, ValueError):
             not_modified = False
     if not_modified:
         return Response(status_code=304, headers=headers)
-    return Response(path.read_bytes(), media_type=media_type, headers=headers)
+    return Response(found.body, media_type=media_type, headers=headers)
