@@ -177,7 +177,7 @@ def contributors_list(
 @contributors_app.command("remove")
 @friendly
 def contributors_remove(name: str) -> None:
-    """Remove a contributor, their feeds and their posts."""
+    """Remove a contributor, their feeds and their posts, and republish."""
     with aggregator() as agg:
         removed = agg.remove_contributor(name)
     say(f"Removed {name} and {removed} post(s).")

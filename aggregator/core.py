@@ -126,8 +126,11 @@ class Aggregator(People, Site):
         return self.storage.feeds.contributors()
 
     def remove_contributor(self, name: str) -> int:
-        """Remove a contributor with their feeds and posts; returns how many posts went."""
-        return self.storage.feeds.remove_contributor(name)
+        """Remove a contributor with their feeds and posts, and republish, so the outputs
+        (and every `serve` process's page) follow at once; returns how many posts went."""
+        removed = self.storage.feeds.remove_contributor(name)
+        self.publish()
+        return removed
 
     def opml_entries(self) -> list[OpmlEntry]:
         from .outputs.opml import entries_of

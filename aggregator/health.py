@@ -240,6 +240,20 @@ _FEED_WORDS = [
     ),
 ]
 
+#: words of failures that usually pass by themselves (a busy or down server, a slow
+#: network): such a feed is backed off from, not an organiser's job yet
+_PASSING = (
+    "(429",
+    "server error",
+    "server unavailable",
+    "timed out",
+    "no answer",
+    "cannot connect",
+    "cannot reach",
+    "broke off",
+    "database unavailable",
+)
+
 _NOTE_WORDS = [
     (
         ("not well-formed XML",),
@@ -293,7 +307,9 @@ def attention(rows: list[FeedHealth], label: str) -> list[Attention]:
                 )
             continue
         if h.state is FeedState.FAILING:
-            waiting = not h.stopped and (h.error_count >= 2 or h.told_to_wait)
+            # only a failure that mends itself is waited for; a wrong address is not
+            passing = any(w in h.reason for w in _PASSING)
+            waiting = not h.stopped and passing and (h.error_count >= 2 or h.told_to_wait)
             sentence = _in_words(h.reason, _FEED_WORDS, h.contributor)
             found.append(
                 Attention(

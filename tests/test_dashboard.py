@@ -114,6 +114,11 @@ def test_removing_a_contributor_asks_first_and_says_what_goes(agg, web, site):
     )
     assert "Bea" not in [c.name for c in agg.contributors()]
     assert str(done.url).endswith("/admin#result")
+    # gone from the outputs at once, and from the public page its next visitor sees
+    index = (agg.settings.output_dir / "index.html").read_text()
+    assert "Bea&#39;s event post" not in index and "Cy&#39;s event post" in index
+    web.post("/admin/logout", data={"csrf": token})
+    assert "Bea&#39;s event post" not in web.get("/").text
     # the result is announced inside the part of the page the organiser acted in
     feeds = section(done.text, "feeds")
     assert re.search(r'<p id="result" class="flash" role="status" tabindex="-1">Removed Bea', feeds)
@@ -197,17 +202,21 @@ def test_attention_puts_the_worst_first_and_skips_paused_feeds():
         ),
         feed("paused", S.PAUSED, posts=0),
         feed("broken", S.FAILING, "cannot find the server x.example (DNS lookup failed)", 1),
+        # a wrong address failing for days is the organiser's job, not something to wait out
+        feed("moved", S.FAILING, "not found (404: the feed address is wrong or …)", 40),
     ]
     found = health.attention(rows, "Co-production Week")
     assert [(a.health.contributor, a.concern) for a in found] == [
         ("broken", health.Concern.FAILING),
+        ("moved", health.Concern.FAILING),
         ("slow", health.Concern.BACKING_OFF),
         ("quiet", health.Concern.SILENT),
         ("note", health.Concern.NOTE),
     ]
     assert found[0].sentence.startswith("No website has this address any more. Ask broken")
-    assert found[1].sentence.startswith("The blog's server asked us to slow down")
-    assert found[3].detail.startswith("the feed is not well-formed XML")
+    assert found[1].sentence.startswith("There is no feed at this address any more")
+    assert found[2].sentence.startswith("The blog's server asked us to slow down")
+    assert found[4].detail.startswith("the feed is not well-formed XML")
 
 
 def test_a_tag_keeps_the_hyphens_it_was_written_with(agg, web, site):

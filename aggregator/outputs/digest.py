@@ -82,6 +82,14 @@ def _why(error: Exception) -> str:
     return str(error) if isinstance(error, DeliveryError) else f"the mail server: {error}"
 
 
+def _server_away(error: Exception) -> bool:
+    """The server cannot be reached or dropped us: the rest wait in the outbox untried.
+    (An answer about one message, such as a refused sender or content, is that message's.)"""
+    if isinstance(error, smtplib.SMTPException):  # an OSError too, so asked first
+        return isinstance(error, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError)
+    return isinstance(error, DeliveryError | OSError)
+
+
 def _refused_for_good(error: Exception) -> bool:
     """The server refused the address permanently (5xx): retrying cannot help."""
     return isinstance(error, smtplib.SMTPRecipientsRefused) and all(
@@ -223,9 +231,10 @@ def send_digest(
                         )
                         report.failed.append((subscriber.email, reason))
                         continue
-                    if not isinstance(e, smtplib.SMTPRecipientsRefused):
+                    if _server_away(e):
                         unreachable = reason
-                        mailer.close()
+                    if not isinstance(e, smtplib.SMTPRecipientsRefused):
+                        mailer.close()  # a fresh connection for the next message
                 else:
                     subs.mark_delivery(subscriber.id, date, DeliveryState.SENT, message_id, now)
                     report.sent.append(subscriber.email)

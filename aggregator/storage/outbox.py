@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -45,22 +47,50 @@ def _digest_date(kind: str) -> dt.date | None:
     return dt.date.fromisoformat(kind.removeprefix(_DIGEST))
 
 
+def _delivery_of(row: Outbox) -> tuple[dt.date, str] | None:
+    """(digest date, Message-ID) of a digest letter: its delivery row carries the same
+    Message-ID (set when it was claimed), whatever the To header's spelling."""
+    date = _digest_date(row.kind)
+    if date is None:
+        return None
+    message_id = BytesHeaderParser(policy=email.policy.default).parsebytes(row.message)[
+        "Message-ID"
+    ]
+    return date, str(message_id or "").strip()
+
+
 def _record_delivery(
     session: Session, row: Outbox, status: str, now: dt.datetime, error: str | None = None
 ) -> None:
     """Keep a digest letter's delivery row in step with the letter (same transaction)."""
-    date = _digest_date(row.kind)
-    if date is None:
+    found = _delivery_of(row)
+    if found is None:
         return
-    subscriber = select(Subscriber.id).where(Subscriber.email == row.recipient)
+    date, message_id = found
     session.execute(
         update(Delivery)
-        .where(
-            col(Delivery.digest_date) == date,
-            col(Delivery.subscriber_id).in_(subscriber.scalar_subquery()),
-        )
+        .where(col(Delivery.digest_date) == date, col(Delivery.message_id) == message_id)
         .values(status=status, updated_at=now, error=error)
     )
+
+
+def _reader_has_left(session: Session, row: Outbox) -> bool:
+    """A digest letter whose subscriber unsubscribed (or was removed) since it was queued."""
+    found = _delivery_of(row)
+    if found is None:
+        return False
+    date, message_id = found
+    still = session.exec(
+        select(Subscriber.id)
+        .join(Delivery, col(Delivery.subscriber_id) == Subscriber.id)
+        .where(
+            col(Delivery.digest_date) == date,
+            col(Delivery.message_id) == message_id,
+            col(Subscriber.confirmed).is_(True),
+            col(Subscriber.unsubscribed_at).is_(None),
+        )
+    ).first()
+    return still is None
 
 
 @dataclass(frozen=True)
@@ -163,7 +193,14 @@ class OutboxStore:
             mine = bool(getattr(taken, "rowcount", 0) == 1)
             row = session.get(Outbox, letter.id)
             if mine and row is not None:
-                _record_delivery(session, row, DeliveryState.SENDING, now)
+                if _reader_has_left(session, row):
+                    # unsubscribed while it waited: one click means no more digests
+                    row.given_up, row.last_error = True, "the subscriber has left"
+                    session.add(row)
+                    _record_delivery(session, row, DeliveryState.FAILED, now, row.last_error)
+                    mine = False
+                else:
+                    _record_delivery(session, row, DeliveryState.SENDING, now)
             session.commit()
             return mine
 

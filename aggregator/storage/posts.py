@@ -336,14 +336,16 @@ class PostStore:
                 ).all()
                 if not ids and not allow_empty:
                     return None
-                session.add(Digest(digest_date=date, created_at=now, post_count=len(ids)))
-                for start in range(0, len(ids), 500):
-                    session.execute(
-                        update(Post)
-                        .where(col(Post.id).in_(ids[start : start + 500]))
-                        .values(digest_date=date)
-                    )
+                # the digest's row is written (flushed) before its posts are marked, so
+                # another run making it at the same moment fails here, whole
                 try:
+                    session.add(Digest(digest_date=date, created_at=now, post_count=len(ids)))
+                    for start in range(0, len(ids), 500):
+                        session.execute(
+                            update(Post)
+                            .where(col(Post.id).in_(ids[start : start + 500]))
+                            .values(digest_date=date)
+                        )
                     session.commit()
                 except IntegrityError:
                     session.rollback()  # another run made it first: use theirs

@@ -275,7 +275,9 @@ async def action(request: Request) -> Response:
     back = _place(data)
     step = await in_thread(_confirmation, agg, name, data)
     if step is not None:
-        return render(request, "admin_confirm.html", action=name, back=back, **step)
+        return await in_thread(
+            lambda: render(request, "admin_confirm.html", action=name, back=back, **step)
+        )
     try:
         note = await in_thread(handler, agg, data)
     except AggregatorError as e:

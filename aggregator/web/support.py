@@ -135,6 +135,9 @@ def anonymous(request: Request) -> bool:
 
 #: a page kept in memory is built again after this long, even if nothing was published
 FRESH_SECONDS = 1.0
+#: a page older than this many FRESH_SECONDS is never answered, not even while it is built
+#: again: what changed without a publish during a quiet spell shows to the first visitor
+MAX_AGE_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,10 @@ class PageCache:
         built = self._pages.get(name)
         if built is None or built.generation != self.generation():
             return None
-        if time.monotonic() - built.at > self.fresh_seconds and name not in self._refreshing:
+        age = time.monotonic() - built.at
+        if age > self.fresh_seconds * MAX_AGE_FACTOR:
+            return None  # after a quiet spell: built again before it is answered
+        if age > self.fresh_seconds and name not in self._refreshing:
             self._refreshing.add(name)
             threading.Thread(
                 target=self._refresh, args=(name, page), name="page-cache", daemon=True
