@@ -278,8 +278,9 @@ def test_a_busy_answer_is_retried_from_the_outbox_and_a_refusal_is_not(agg, site
     }
 
 
-def test_a_reader_who_leaves_while_their_digest_waits_does_not_get_it(agg, site, mail, clock):
-    """One click means no more digests, also for one waiting in the outbox."""
+def ann_waits_in_the_outbox(agg, site, mail, clock) -> dt.date:
+    """A one-post digest that Bob got and Ann's server put off (451): hers waits in the
+    outbox. Returns the digest's date."""
     url = feed_with(site, "Post one")
     agg.add_contributor("Blog", url, feed=url)
     agg.update_feeds()
@@ -288,6 +289,12 @@ def test_a_reader_who_leaves_while_their_digest_waits_does_not_get_it(agg, site,
     day = dt.date(2017, 7, 5)
     agg.send_digest(day)
     mail.busy.clear()
+    return day
+
+
+def test_a_reader_who_leaves_while_their_digest_waits_does_not_get_it(agg, site, mail, clock):
+    """One click means no more digests, also for one waiting in the outbox."""
+    day = ann_waits_in_the_outbox(agg, site, mail, clock)
     agg.remove_subscriber("ann@example.org")
     clock.advance(minutes=5)
     assert agg.send_outbox().sent == 0
@@ -299,14 +306,7 @@ def test_a_reader_who_leaves_while_their_digest_waits_does_not_get_it(agg, site,
 def test_a_digest_letter_whose_sender_died_is_not_sent_again(agg, site, mail, clock):
     """At most once, from the outbox too: a digest letter taken by a sender that died is
     left "sending" (uncertain) rather than sent a second time when a lease runs out."""
-    url = feed_with(site, "Post one")
-    agg.add_contributor("Blog", url, feed=url)
-    agg.update_feeds()
-    clock.advance(minutes=1)
-    mail.busy.add("ann@example.org")
-    day = dt.date(2017, 7, 5)
-    agg.send_digest(day)
-    mail.busy.clear()
+    day = ann_waits_in_the_outbox(agg, site, mail, clock)
     clock.advance(minutes=5)
     (letter,) = agg.storage.outbox.due(clock.now)
     assert agg.storage.outbox.claim(letter, clock.now, dt.timedelta(minutes=10))
