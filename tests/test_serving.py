@@ -199,3 +199,24 @@ def test_serve_logs_each_request_unless_told_not_to(tmp_path, site, flag):
         out, _ = server.communicate(timeout=30)
     assert server.returncode == 0, out
     assert ('"GET /follow HTTP/1.1" 200' in out) == (flag == "--access-log"), out
+
+
+def test_a_published_file_from_memory_is_answered_as_the_route_answers_it(blog):
+    """The first GET reads the file through the route; later ones are answered in front of
+    the app (`web.files.PublishedFiles`), with the same headers, security headers too."""
+    agg, _grow = blog
+    with TestClient(create_app(agg)) as client:
+        first = client.get("/feed.atom")
+        again = client.get("/feed.atom")
+        assert again.content == first.content and dict(again.headers) == dict(first.headers)
+        assert again.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in again.headers["content-security-policy"]
+        etag = first.headers["etag"]
+        unchanged = client.get("/feed.atom", headers={"If-None-Match": f'"x", {etag}'})
+        assert unchanged.status_code == 304 and unchanged.content == b""
+        assert unchanged.headers["etag"] == etag and "content-length" not in unchanged.headers
+        assert unchanged.headers["x-content-type-options"] == "nosniff"
+        head = client.head("/feed.atom")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == first.headers["content-length"]
+        assert client.get("/rss.xml", headers={"If-None-Match": etag}).status_code == 200

@@ -15,8 +15,9 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from ..core import Aggregator
 from . import admin, public, registration, subscriptions, websub
+from .files import OutputFiles, PublishedFiles
 from .middleware import BodyLimit, SecurityHeaders
-from .support import CsrfError, Limits, OutputFiles, PageCache, csrf_refused
+from .support import CsrfError, Limits, PageCache, csrf_refused
 
 SESSION_DAYS = 14
 
@@ -30,9 +31,12 @@ def create_app(agg: Aggregator) -> Starlette:
         *websub.routes,
         public.fallback,
     ]
+    files = OutputFiles(agg.settings.output_dir)
     app = Starlette(
         routes=routes,
         middleware=[
+            # first: a feed reader's conditional GET needs no session, routing or form
+            Middleware(PublishedFiles, files=files),
             Middleware(SecurityHeaders),
             # a hub pushes whole feeds: as large as a polled feed may be
             Middleware(BodyLimit, larger={websub.PREFIX: agg.settings.polling.max_feed_bytes}),
@@ -50,7 +54,7 @@ def create_app(agg: Aggregator) -> Starlette:
     app.state.aggregator = agg
     app.state.limits = Limits()
     app.state.pages = PageCache(agg.settings.output_dir)
-    app.state.files = OutputFiles(agg.settings.output_dir)
+    app.state.files = files
     return app
 
 

@@ -14,7 +14,7 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-_ALWAYS = [
+ALWAYS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
@@ -42,7 +42,7 @@ class SecurityHeaders:
                     for k, v in message.get("headers", [])
                     if not (private and k.lower() == b"cache-control")
                 ]
-                message["headers"] = headers + _ALWAYS + (_PRIVATE if private else [])
+                message["headers"] = headers + ALWAYS + (_PRIVATE if private else [])
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -10,19 +10,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..outputs.syndication import FORMATS
 from ..outputs.templating import tag_label
 from ..site import Filter
 from ..text import normalise_tag
+from .files import OutputFile, OutputFiles, conditional_file, media_type
 from .support import (
-    OutputFile,
-    OutputFiles,
     aggregator,
     anonymous,
     cached_page,
     checked_form,
     client,
-    conditional_file,
     in_thread,
     limits,
     message,
@@ -31,7 +28,6 @@ from .support import (
 )
 
 PAGE_SIZE = 20
-_OUTPUTS = {**FORMATS, "contributors.opml": "text/x-opml"}
 #: search words past this are not a search
 MAX_QUERY = 200
 
@@ -134,11 +130,8 @@ def follow(request: Request) -> Response:
 
 async def output_file(request: Request) -> Response:
     name = request.path_params["name"]
-    if name.startswith("digests/") and name.endswith(".html"):
-        media = "text/html; charset=utf-8"
-    elif name in _OUTPUTS:
-        media = _OUTPUTS[name]
-    else:
+    media = media_type(name)
+    if media is None:
         return await in_thread(message, request, "Not found", "There is no such page.", 404)
     files: OutputFiles = request.app.state.files
     found = files.current(name)  # unchanged since it was read, checked, from this name

@@ -1,10 +1,8 @@
-"""What every route module shares: rendering, forms, CSRF, rate limits, redirects,
-conditional file answers, and running blocking aggregator calls off the event loop."""
+"""What every route module shares: rendering, forms, CSRF, rate limits, redirects, the
+cached home page, and running blocking aggregator calls off the event loop."""
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
 import logging
 import os
 import secrets
@@ -314,88 +312,3 @@ async def csrf_refused(request: Request, exc: Exception) -> Response:
         "The form was too old or came from elsewhere. Go back, reload and try again.",
         403,
     )
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    """A published file as read once: its body and validators, for as long as the file
-    on disk is the same one (same inode, time and size: files are replaced whole)."""
-
-    identity: tuple[int, int, int]
-    body: bytes
-    etag: str
-    modified: str
-    mtime: int
-
-    @classmethod
-    def read(cls, path: Path) -> OutputFile:
-        with path.open("rb") as handle:
-            stat = os.fstat(handle.fileno())  # the validators of the very bytes read
-            body = handle.read()
-        digest = hashlib.sha256(f"{stat.st_mtime_ns}-{stat.st_size}".encode()).hexdigest()
-        return cls(
-            identity=(stat.st_ino, stat.st_mtime_ns, stat.st_size),
-            body=body,
-            etag=f'"{digest[:20]}"',
-            modified=email.utils.formatdate(stat.st_mtime, usegmt=True),
-            mtime=int(stat.st_mtime),
-        )
-
-
-class OutputFiles:
-    """The published files the app answers, kept in memory by name: an answer costs one
-    `stat` (so a file another process published is seen at once), not a read, a hash
-    and resolving the path again. Only a file read under its own plain name is kept
-    (not as `digests/../feed.atom` or `digests/./x.html`), so never more files than
-    the folder holds."""
-
-    #: files larger than this are read for each answer
-    MAX_BYTES = 8 * 1024 * 1024
-
-    def __init__(self, output_dir: Path) -> None:
-        self._root = str(output_dir)
-        self._files: dict[str, OutputFile] = {}
-
-    def current(self, name: str) -> OutputFile | None:
-        """The file from memory if it is still the one read (cheap: for the event loop)."""
-        known = self._files.get(name)
-        if known is None:
-            return None
-        try:
-            stat = os.stat(os.path.join(self._root, name))
-        except OSError:
-            return None
-        return known if known.identity == (stat.st_ino, stat.st_mtime_ns, stat.st_size) else None
-
-    def read(self, name: str, path: Path) -> OutputFile:
-        """Read `name`, found at `path` (checked to be in the folder; blocking: run it in
-        a thread), and keep it if it is small and `path` is its own place."""
-        found = OutputFile.read(path)
-        own = os.path.normpath(name) == name and path == Path(self._root).resolve() / name
-        if own and len(found.body) <= self.MAX_BYTES:
-            self._files[name] = found
-        return found
-
-
-def conditional_file(request: Request, found: OutputFile, media_type: str) -> Response:
-    """Serve an output file with ETag/Last-Modified, answering 304 when unchanged."""
-    headers = {
-        "ETag": found.etag,
-        "Last-Modified": found.modified,
-        "Cache-Control": "public, max-age=300",
-    }
-    if_none = request.headers.get("if-none-match")
-    since = request.headers.get("if-modified-since")
-    not_modified = False
-    if if_none is not None:
-        not_modified = (
-            found.etag in [t.strip() for t in if_none.split(",")] or if_none.strip() == "*"
-        )
-    elif since:
-        try:
-            not_modified = found.mtime <= email.utils.parsedate_to_datetime(since).timestamp()
-        except (TypeError, ValueError):
-            not_modified = False
-    if not_modified:
-        return Response(status_code=304, headers=headers)
-    return Response(found.body, media_type=media_type, headers=headers)
