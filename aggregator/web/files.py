@@ -49,8 +49,8 @@ class OutputFile:
     body: bytes
     etag: str
     mtime: int
-    #: ETag, Last-Modified and Cache-Control, as sent
-    validators: Headers
+    #: ETag, Last-Modified and Cache-Control, as sent (a tuple: shared by every answer)
+    validators: tuple[tuple[bytes, bytes], ...]
 
     @classmethod
     def read(cls, path: Path) -> OutputFile:
@@ -65,11 +65,11 @@ class OutputFile:
             body=body,
             etag=etag,
             mtime=int(stat.st_mtime),
-            validators=[
+            validators=(
                 (b"etag", etag.encode()),
                 (b"last-modified", modified.encode()),
                 (b"cache-control", b"public, max-age=300"),
-            ],
+            ),
         )
 
     def not_modified(self, if_none_match: str | None, if_modified_since: str | None) -> bool:
@@ -94,7 +94,7 @@ class OutputFile:
             return 304, list(self.validators), b""
         length = str(len(self.body)).encode()
         headers = [(b"content-type", media.encode()), (b"content-length", length)]
-        return 200, headers + self.validators, self.body
+        return 200, [*headers, *self.validators], self.body
 
 
 class OutputFiles:
