@@ -387,62 +387,10 @@ def outbox() -> None:
         raise typer.Exit(1)  # the mail server took nothing: let cron's monitoring see it
 
 
-@app.command()
-@friendly
-def run() -> None:
-    """The worker: poll every interval (then publish), send the digest daily at send_at.
-
-    Stops cleanly on SIGINT/SIGTERM after the job in progress.
-    """
-    from .worker import run as run_worker
-
-    logging.getLogger("aggregator").setLevel(logging.INFO)
-    with aggregator() as agg:
-        run_worker(agg)
-
-
-@app.command()
-@friendly
-def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    with_worker: Annotated[
-        bool, typer.Option("--with-worker", help="Also poll and send digests, as `run` does.")
-    ] = False,
-    access_log: Annotated[
-        bool,
-        typer.Option(
-            "--access-log/--no-access-log",
-            help="Log a line for each request (behind a proxy that logs them, turn it off).",
-        ),
-    ] = True,
-) -> None:
-    """The web app: posts, subscribe/unsubscribe, register a blog, organiser dashboard."""
-    from .worker import serve as serve_app
-
-    logging.getLogger("aggregator").setLevel(logging.INFO)
-    with aggregator() as agg:
-        serve_app(agg, host, port, with_worker=with_worker, access_log=access_log)
-
-
-@app.command()
-@friendly
-def demo(
-    output_dir: Annotated[
-        Path,
-        typer.Option(help="Where the demo writes its outputs (emptied first)."),
-    ] = Path("output/demo"),
-) -> None:
-    """Run the whole pipeline offline on bundled sample blogs served on loopback."""
-    from .demo import run_demo
-
-    report = run_demo(output_dir, echo=lambda line: say(line))
-    for path in report.paths:
-        say(f"  {path}")
-
-
-# the subscribers and organisers commands live in cli_people.py
+# the subscribers and organisers commands live in cli_people.py; run, serve and demo
+# in cli_run.py
 from . import cli_people as _cli_people  # noqa: E402, F401
+from . import cli_run as _cli_run  # noqa: E402, F401
 
 
 def main() -> None:
