@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import multiprocessing
+import os
 import signal
 import threading
+from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -22,6 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
+from .config import CONFIG_ENV
 from .core import Aggregator
 from .errors import AggregatorError
 
@@ -191,31 +195,57 @@ def run(agg: Aggregator) -> None:
     log.info("worker stopped")
 
 
+#: one line per request in `serve`'s log (granian's fields)
+ACCESS_LOG = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1f ms'
+
+
 def serve(
-    agg: Aggregator, host: str, port: int, *, with_worker: bool, access_log: bool = True
+    agg: Aggregator,
+    config: Path,
+    host: str,
+    port: int,
+    *,
+    with_worker: bool,
+    access_log: bool = True,
+    processes: int = 1,
 ) -> None:
-    """`aggregator serve`: the web app under uvicorn, with the worker's jobs beside it."""
-    import uvicorn
+    """`aggregator serve`: the web app in `processes` processes under granian, sharing the
+    port. Each opens its own `Aggregator` from `config`, the file `agg` was opened from;
+    this process watches them (granian starts again one that dies) and runs the worker's
+    jobs. What the web processes share (sessions, rate limits, published files) is in the
+    database or the output folder, as it is for `serve` commands on several machines.
 
-    from .web import create_app
+    On SIGTERM/SIGINT the web processes finish the requests in hand, then the worker
+    stops between jobs, and the command exits with status 0."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
 
-    # uvicorn stops on SIGTERM/SIGINT and then raises the signal again once it has
-    # finished; with this handler that last signal is harmless, so the worker below is
-    # stopped between jobs and the process exits with status 0
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    from .web import FACTORY
+
+    os.environ[CONFIG_ENV] = str(config)  # read by FACTORY in each web process
+    # granian starts its processes the default way, which on Linux is a fork: with the
+    # worker's threads running, a fork may copy a lock some thread holds and hang; a
+    # fresh interpreter, started again for a process that died, never does
+    multiprocessing.set_start_method("spawn", force=True)
+    server = Granian(
+        FACTORY,
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=processes,
+        websockets=False,
+        respawn_failed_workers=True,
+        log_level=LogLevels.info,
+        log_access=access_log,
+        log_access_format=ACCESS_LOG,
+    )
     worker = Worker(agg, "serve") if with_worker else None
     if worker:
         worker.start()
     try:
-        uvicorn.run(
-            create_app(agg),
-            host=host,
-            port=port,
-            proxy_headers=True,
-            forwarded_allow_ips="127.0.0.1",
-            log_level="info",
-            access_log=access_log,
-        )
+        server.serve()
     finally:
         if worker:
             worker.stop()

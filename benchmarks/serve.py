@@ -1,15 +1,17 @@
 """Load benchmark: `aggregator serve --with-worker` under wrk, beside nginx serving the
 same published folder as static files, in one run.
 
-    python benchmarks/serve.py [--feeds 500] [--seconds 30] [--connections 200] [--no-access-log]
+    python benchmarks/serve.py [--feeds 500] [--seconds 30] [--connections 200] [--processes 2]
+                               [--no-access-log]
 
 Needs Debian's `wrk` and `nginx` (`apt-get install wrk nginx-light`). Everything stays on
 127.0.0.1. The feeds come from `feedserver.py` with a 1 s latency, so the worker's first
 poll of all of them (started with the server) is still running while `/` is measured:
 that is the figure that matters, pages answered while the process polls. Then
 `/feed.atom` is measured unconditionally and with `If-None-Match` (a feed reader's
-conditional GET), from the app and from nginx. Reported per target: requests a second,
-median and 99th-percentile latency, and errors (socket errors and 5xx/4xx answers).
+conditional GET), from the app and from nginx, each with `--processes` web processes (the
+app's `serve --processes`, nginx's `worker_processes`). Reported per target: requests a
+second, median and 99th-percentile latency, and errors (socket errors and 5xx/4xx answers).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from poll import FeedServerProcess
 
 NGINX_CONF = """
 daemon off;
-worker_processes 2;
+worker_processes {processes};
 pid {prefix}/nginx.pid;
 error_log {prefix}/nginx-error.log;
 events {{ worker_connections 1024; }}
@@ -120,6 +122,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument(
+        "--processes", type=int, default=2, help="web processes of each server (default 2)"
+    )
+    parser.add_argument(
         "--no-access-log", action="store_true", help="serve without a log line per request"
     )
     args = parser.parse_args()
@@ -141,6 +146,7 @@ def main() -> None:
             log = (folder / "serve.log").open("wb")
             logging = ["--no-access-log"] if args.no_access_log else []
             serve = [*run, "serve", "--port", str(port), "--with-worker", *logging]
+            serve += ["--processes", str(args.processes)]
             processes.append(subprocess.Popen(serve, stdout=log, stderr=log))
             app = f"http://127.0.0.1:{port}"
             wait_for(app + "/")
@@ -159,7 +165,9 @@ def main() -> None:
             )
             nginx_port = free_port()
             (folder / "nginx.conf").write_text(
-                NGINX_CONF.format(prefix=folder, port=nginx_port, root=folder / "out")
+                NGINX_CONF.format(
+                    prefix=folder, port=nginx_port, root=folder / "out", processes=args.processes
+                )
             )
             processes.append(
                 subprocess.Popen(
@@ -181,7 +189,8 @@ def main() -> None:
             process.wait(30)
         shutil.rmtree(folder, ignore_errors=True)
     print(
-        f"{args.feeds} feeds at 1 s latency, {args.connections} connections, {args.seconds} s each"
+        f"{args.feeds} feeds at 1 s latency, {args.connections} connections, {args.seconds} s each,"
+        f" {args.processes} web processes each"
     )
     summary = polled.group(1) if polled else "?"
     print(f"the worker's first poll: {summary} (ended {poll_seconds:.0f} s in)")

@@ -231,8 +231,10 @@ def free_port() -> int:
 def web_server(
     tmp_path: Path, *, slow_callback: float | None = None, **sections: dict[str, Any]
 ) -> Iterator[tuple]:
-    """`aggregator serve` for real: uvicorn on a free loopback port in a thread, with a
-    mail sink for its emails; yields (base URL, aggregator, mail sink). With
+    """The web app on a real socket: uvicorn on a free loopback port in a thread (where
+    `serve` runs it under granian in processes of its own, which a test cannot reach
+    into, nor run in asyncio's debug mode), with a mail sink for its emails; yields
+    (base URL, aggregator, mail sink). With
     `slow_callback`, its event loop runs in asyncio's debug mode and reports every
     callback slower than that many seconds (to the `asyncio` logger). `sections` add to
     the settings (as `base_settings` takes them)."""

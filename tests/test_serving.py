@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from aggregator.loopback import MailSink
 from aggregator.web import create_app
+from aggregator.web.files import OutputFiles
 
 from .conftest import free_port, item, rss, serve_feed, worker_config
 
@@ -136,7 +137,9 @@ def test_an_organiser_sees_their_own_page_not_the_shared_one(blog):
         assert 'href="/admin"' not in visitor.get("/").text
 
 
-def test_published_files_follow_a_publish_at_once_in_every_serve_process(blog, make_agg):
+def test_published_files_follow_a_publish_within_a_moment_in_every_serve_process(blog, make_agg):
+    """A file in memory is checked against the disk at most every `OutputFiles.RECHECK`
+    seconds: a reader may be told 304 for that long after a publish, never longer."""
     agg, grow = blog
     other = make_agg()
     with TestClient(create_app(agg)) as here, TestClient(create_app(other)) as there:
@@ -148,9 +151,14 @@ def test_published_files_follow_a_publish_at_once_in_every_serve_process(blog, m
             assert client.get("/feed.atom", headers={"If-None-Match": etag}).status_code == 304
         grow(2)
         agg.publish()
+        published = time.monotonic()
         etags = set()
         for name, client in (("here", here), ("there", there)):
-            answer = client.get("/feed.atom", headers={"If-None-Match": before[name]})
+            while (
+                answer := client.get("/feed.atom", headers={"If-None-Match": before[name]})
+            ).status_code == 304:
+                assert time.monotonic() - published < OutputFiles.RECHECK + 0.5, name
+                time.sleep(0.01)
             assert answer.status_code == 200 and "Post number 2" in answer.text
             etags.add(answer.headers["etag"])
         assert len(etags) == 1 and before["here"] not in etags
@@ -168,6 +176,7 @@ def test_a_published_file_in_memory_is_still_checked_to_be_in_the_folder(blog, t
         assert client.get("/feed.atom").status_code == 200
         feed.unlink()
         feed.symlink_to(secret)  # now pointing out of the folder: refused, as before
+        time.sleep(OutputFiles.RECHECK)  # until then, the file in memory is the answer
         answer = client.get("/feed.atom")
         assert answer.status_code == 404 and "not public" not in answer.text
 
@@ -203,7 +212,7 @@ def test_serve_logs_each_request_unless_told_not_to(tmp_path, site, flag):
 
 def test_a_published_file_from_memory_is_answered_as_the_route_answers_it(blog):
     """The first GET reads the file through the route; later ones are answered in front of
-    the app (`web.files.PublishedFiles`), with the same headers, security headers too."""
+    the app (`web.files.answer_from_memory`), with the same headers, security headers too."""
     agg, _grow = blog
     with TestClient(create_app(agg)) as client:
         first = client.get("/feed.atom")
@@ -220,3 +229,64 @@ def test_a_published_file_from_memory_is_answered_as_the_route_answers_it(blog):
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == first.headers["content-length"]
         assert client.get("/rss.xml", headers={"If-None-Match": etag}).status_code == 200
+
+
+def test_serve_in_two_processes_polls_serves_survives_a_crash_and_stops_whole(tmp_path, site):
+    """`serve --processes 2 --with-worker`: this process polls and publishes, two web
+    processes answer on one port; one killed is started again while the other answers;
+    SIGTERM stops them all and the command exits 0."""
+    import os
+
+    config = worker_config(tmp_path, serve_feed(site, "/blog", rss(post(1))))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "aggregator", "--config", str(config), "serve"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--processes", "2", "--with-worker"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+
+    def web_processes(count: int) -> list[int]:
+        """The pids of the web processes started so far, once there are `count`."""
+        deadline = time.monotonic() + 30
+        while (
+            len(pids := [int(p) for p in re.findall(r"worker-\d+ with PID: (\d+)", "".join(lines))])
+            < count
+        ):
+            assert server.poll() is None and time.monotonic() < deadline, "".join(lines)
+            lines.append(server.stdout.readline())
+        return pids
+
+    def page_shows(text: str) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if text in httpx.get(base + "/", timeout=5).text:
+                    return
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+
+    try:
+        first, second = web_processes(2)
+        page_shows("Post number 1")  # polled by this process, answered by a web process
+        os.kill(first, signal.SIGKILL)
+        for _ in range(20):  # the other one answers meanwhile: no request fails
+            assert httpx.get(base + "/feed.atom", timeout=5).status_code == 200
+        third = web_processes(3)[2]
+        assert third not in (first, second)
+        page_shows("Post number 1")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=60)
+    log = "".join(lines) + out
+    assert server.returncode == 0, log
+    assert "Traceback" not in log, log
+    for pid in (second, third):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

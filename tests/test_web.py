@@ -136,6 +136,31 @@ def test_subscribe_is_rate_limited(agg, web, mail):
     assert by_address[-1] == 429
 
 
+def test_behind_a_local_proxy_each_visitor_has_a_limit_of_their_own(agg, mail):
+    """The proxy on this machine says who asked (X-Forwarded-For); anyone else saying so
+    is not believed, so the header cannot dodge a limit."""
+
+    def subscribes(client: TestClient, forwarded_for: str) -> list[int]:
+        token, codes = csrf(client), []
+        for n in range(6):
+            answer = client.post(
+                "/subscribe",
+                data={"email": f"{forwarded_for}{n}@example.org", "csrf": token},
+                headers={"X-Forwarded-For": forwarded_for, "X-Forwarded-Proto": "https"},
+            )
+            codes.append(answer.status_code)
+        return codes
+
+    app = create_app(agg)
+    proxy = ("127.0.0.1", 40000)
+    with TestClient(app, base_url="https://example.org", client=proxy) as via_proxy:
+        assert subscribes(via_proxy, "a") == [200] * 5 + [429]
+        assert subscribes(via_proxy, "b") == [200] * 5 + [429]  # someone else: a fresh limit
+    with TestClient(app, base_url="https://example.org", client=("203.0.113.9", 1)) as outsider:
+        assert subscribes(outsider, "c") == [200] * 5 + [429]
+        assert subscribes(outsider, "d") == [429] * 6  # its own address, whatever it says
+
+
 def test_unsubscribe_page_and_one_click(agg, web):
     agg.add_subscriber("ann@example.org")
     agg.add_subscriber("bob@example.org")

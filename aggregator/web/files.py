@@ -2,12 +2,12 @@
 digests) as the app answers them: kept in memory with their validators, answered 304
 when a reader already has them.
 
-A feed reader's conditional GET is most of what a feed's address gets, so `PublishedFiles`
-answers a file already in memory before the rest of the app (sessions, routing, forms)
-is entered: one `stat` and the validators, a few microseconds. Anything it does not know
-yet goes on to the route (`public.output_file`), which checks the path is a regular file
-inside the output folder, reads it and keeps it; only a file read that way is ever
-answered from memory.
+A feed reader's conditional GET is most of what a feed's address gets, so
+`answer_from_memory` answers a file already in memory before the rest of the app
+(middleware, sessions, routing, forms) is entered: the validators, and a `stat` now and
+then, a few microseconds. Anything it does not know yet goes on to the route
+(`public.output_file`), which checks the path is a regular file inside the output folder,
+reads it and keeps it; only a file read that way is ever answered from memory.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from ..outputs.syndication import FORMATS
 from .middleware import ALWAYS
@@ -98,29 +99,40 @@ class OutputFile:
 
 
 class OutputFiles:
-    """The published files the app answers, kept in memory by name: an answer costs one
-    `stat` (so a file another process published is seen at once), not a read, a hash
-    and resolving the path again. Only a file read under its own plain name is kept
-    (not as `digests/../feed.atom` or `digests/./x.html`), so never more files than
-    the folder holds."""
+    """The published files the app answers, kept in memory by name: an answer costs at
+    most one `stat` (so a file published by another process is seen within `RECHECK`
+    seconds), not a read, a hash and resolving the path again. Only a file read under its
+    own plain name is kept (not as `digests/../feed.atom` or `digests/./x.html`), so never
+    more files than the folder holds."""
 
     #: files larger than this are read for each answer
     MAX_BYTES = 8 * 1024 * 1024
+    #: seconds a file in memory is taken to be the one on disk without a new `stat`: a
+    #: fifth of the work of a conditional GET under load, and a delay no one sees
+    RECHECK = 0.1
 
     def __init__(self, output_dir: Path) -> None:
         self._root = str(output_dir)
         self._files: dict[str, OutputFile] = {}
+        #: when each file in memory was last found unchanged on disk (monotonic seconds)
+        self._checked: dict[str, float] = {}
 
     def current(self, name: str) -> OutputFile | None:
         """The file from memory if it is still the one read (cheap: for the event loop)."""
         known = self._files.get(name)
         if known is None:
             return None
+        now = time.monotonic()
+        if now - self._checked.get(name, -self.RECHECK) < self.RECHECK:
+            return known
         try:
             stat = os.stat(os.path.join(self._root, name))
         except OSError:
             return None
-        return known if known.identity == (stat.st_ino, stat.st_mtime_ns, stat.st_size) else None
+        if known.identity != (stat.st_ino, stat.st_mtime_ns, stat.st_size):
+            return None
+        self._checked[name] = now
+        return known
 
     def read(self, name: str, path: Path) -> OutputFile:
         """Read `name`, found at `path` (checked to be in the folder; blocking: run it in
@@ -129,6 +141,7 @@ class OutputFiles:
         own = os.path.normpath(name) == name and path == Path(self._root).resolve() / name
         if own and len(found.body) <= self.MAX_BYTES:
             self._files[name] = found
+            self._checked[name] = time.monotonic()
         return found
 
 
@@ -142,30 +155,25 @@ def conditional_file(request: Request, found: OutputFile, media: str) -> Respons
     return response
 
 
-class PublishedFiles:
-    """ASGI middleware, outermost: GET and HEAD of a published file already in memory and
-    unchanged on disk are answered here, with the same headers the route gives (the
-    security headers included); everything else goes on to the app."""
-
-    def __init__(self, app: ASGIApp, files: OutputFiles) -> None:
-        self.app = app
-        self.files = files
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _READS:
-            name = scope["path"][1:]
-            media = media_type(name)
-            found = self.files.current(name) if media else None
-            if found is not None and media is not None:
-                if_none_match = if_modified_since = None
-                for key, value in scope["headers"]:
-                    if key == b"if-none-match":
-                        if_none_match = value.decode("latin-1")
-                    elif key == b"if-modified-since":
-                        if_modified_since = value.decode("latin-1")
-                status, headers, body = found.answer(media, if_none_match, if_modified_since)
-                headers += ALWAYS
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+async def answer_from_memory(files: OutputFiles, scope: Scope, send: Send) -> bool:
+    """Answer a GET or HEAD of a published file already in memory and unchanged on disk,
+    with the headers the route gives (the security headers too); False when it is not
+    one, for the app to answer. Called before any middleware: see `web.WebApp`."""
+    if scope["type"] != "http" or scope["method"] not in _READS:
+        return False
+    name = scope["path"][1:]
+    media = media_type(name)
+    found = files.current(name) if media else None
+    if found is None or media is None:
+        return False
+    if_none_match = if_modified_since = None
+    for key, value in scope["headers"]:
+        if key == b"if-none-match":
+            if_none_match = value.decode("latin-1")
+        elif key == b"if-modified-since":
+            if_modified_since = value.decode("latin-1")
+    status, headers, body = found.answer(media, if_none_match, if_modified_since)
+    headers += ALWAYS
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return True
