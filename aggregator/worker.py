@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .config import CONFIG_ENV
 from .core import Aggregator
-from .errors import AggregatorError
+from .errors import AggregatorError, ConfigError
 
 log = logging.getLogger("aggregator.worker")
 #: how often the worker sends what waits in the outbox and looks for jobs left undone
@@ -195,6 +196,17 @@ def run(agg: Aggregator) -> None:
     log.info("worker stopped")
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """One line, not granian's traceback, when the address is taken or not this machine's."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 #: one line per request in `serve`'s log (granian's fields)
 ACCESS_LOG = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1f ms'
 
@@ -221,8 +233,9 @@ def serve(
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
-    from .web import FACTORY
+    from .web.process import FACTORY
 
+    _check_can_listen(host, port)
     os.environ[CONFIG_ENV] = str(config)  # read by FACTORY in each web process
     # granian starts its processes the default way, which on Linux is a fork: with the
     # worker's threads running, a fork may copy a lock some thread holds and hang; a

@@ -1,8 +1,9 @@
 """Pages and published files answered from memory (`web.support.PageCache`,
 `OutputFiles`) are never staler than before for a reader: a publish, by this `serve` or by
-another on the same database and folder, shows at once; posts stored without a publish
-show within a second or two; each visitor still gets a form of their own, and an organiser
-their own page. And `serve --no-access-log` leaves out the line per request."""
+another on the same database and folder, shows at once (a published file within 0.1 s);
+posts stored without a publish show within a second or two; each visitor still gets a form
+of their own, and an organiser their own page. And `serve` itself: `--no-access-log` leaves
+out the line per request, `--processes 2` runs and stops whole, a taken port is one line."""
 
 from __future__ import annotations
 
@@ -290,3 +291,22 @@ def test_serve_in_two_processes_polls_serves_survives_a_crash_and_stops_whole(tm
     for pid in (second, third):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path, site):
+    import socket
+
+    config = worker_config(tmp_path, serve_feed(site, "/blog", rss(post(1))))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "aggregator", "--config", str(config), "serve"]
+        done = subprocess.run(
+            [*command, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"

@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ..outputs.syndication import FORMATS
 from .middleware import ALWAYS
@@ -158,7 +159,7 @@ def conditional_file(request: Request, found: OutputFile, media: str) -> Respons
 async def answer_from_memory(files: OutputFiles, scope: Scope, send: Send) -> bool:
     """Answer a GET or HEAD of a published file already in memory and unchanged on disk,
     with the headers the route gives (the security headers too); False when it is not
-    one, for the app to answer. Called before any middleware: see `web.WebApp`."""
+    one, for the app to answer. Called before any middleware: see `WebApp`."""
     if scope["type"] != "http" or scope["method"] not in _READS:
         return False
     name = scope["path"][1:]
@@ -177,3 +178,14 @@ async def answer_from_memory(files: OutputFiles, scope: Scope, send: Send) -> bo
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return True
+
+
+class WebApp(Starlette):
+    """The app: a feed reader's conditional GET of a published file is answered before
+    any middleware (it needs no session, routing or form), everything else by Starlette."""
+
+    files: OutputFiles
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await answer_from_memory(self.files, scope, send):
+            await super().__call__(scope, receive, send)
