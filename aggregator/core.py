@@ -360,7 +360,8 @@ class Aggregator(People, Site):
             raise FieldError("name", "Give your name, as readers should see it.")
         if not url:
             raise FieldError("url", "Give your blog's address, such as https://yourblog.org.")
-        if "://" not in url:
+        scheme_typed = "://" in url
+        if not scheme_typed:
             url = "https://" + url  # "myblog.wordpress.com" is what people type
         try:
             address = auth.normalise_email(email)
@@ -373,7 +374,7 @@ class Aggregator(People, Site):
             if key and link_key(canonical_url(known.homepage)) == key:
                 raise FieldError("url", f"This blog is already included, as {known.name}.")
         try:
-            found = asyncio.run(preview(self.limits, url))
+            url, found = asyncio.run(preview(self.limits, url, scheme_typed=scheme_typed))
         except AggregatorError as e:
             raise FieldError("url", plain_reason(str(e)), str(e)) from None
         if self.storage.feeds.feed_exists(found.url):

@@ -65,10 +65,31 @@ async def find_blog(
     return FoundBlog(main, labels)
 
 
-async def preview(limits: FetchLimits, url: str) -> FoundFeed:
-    """The main feed a blog's address leads to (the public registration form)."""
+#: words of a fetch error that says https:// could not be spoken at all: a site with no
+#: TLS, or one whose certificate is not its own
+_NO_HTTPS = ("certificate", "cannot connect", "broke off", "while connecting", "cannot reach")
+
+
+async def preview(
+    limits: FetchLimits, url: str, *, scheme_typed: bool = True
+) -> tuple[str, FoundFeed]:
+    """The address used and the main feed it leads to (the public registration form).
+    An address typed without `https://` or `http://` is tried over https, then, when https
+    cannot be spoken there at all, over http, as a browser does; one typed with https is
+    never read over http."""
     async with open_client(4, limits) as (client, gate):
-        return await discover(client, url, limits, gate)
+        try:
+            return url, await discover(client, url, limits, gate)
+        except AggregatorError as e:
+            if scheme_typed or not any(w in str(e) for w in _NO_HTTPS):
+                raise
+            over_https = e
+        plain = "http://" + url.removeprefix("https://")
+        try:
+            return plain, await discover(client, plain, limits, gate)
+        except AggregatorError as e:
+            # what http says, unless it could not connect either
+            raise (over_https if any(w in str(e) for w in _NO_HTTPS) else e) from None
 
 
 #: (words in a discovery error, what a contributor reads instead)
