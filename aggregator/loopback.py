@@ -148,8 +148,9 @@ class MailSink:
     """A real SMTP server (aiosmtpd) on loopback that keeps what it receives.
 
     `refuse` holds addresses it answers 550 for (refused for good), `busy` those it
-    answers 451 for (try again later), to test failed deliveries; `delay` makes it take
-    that long over each message.
+    answers 451 for (try again later), and `reject_content` the answer it gives, once the
+    content is sent, to a message for an address (a spam filter's 554, say), to test
+    failed deliveries; `delay` makes it take that long over each message.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, delay: float = 0):
@@ -160,6 +161,7 @@ class MailSink:
         self.messages: list[tuple[list[str], bytes]] = []
         self.refuse: set[str] = set()
         self.busy: set[str] = set()
+        self.reject_content: dict[str, str] = {}
         sink = self
 
         class _Handler:
@@ -173,6 +175,9 @@ class MailSink:
 
             async def handle_DATA(self, server, session, envelope):
                 await asyncio.sleep(delay)  # a slow server (`delay` seconds a message)
+                for address in envelope.rcpt_tos:
+                    if address.lower() in sink.reject_content:
+                        return sink.reject_content[address.lower()]
                 sink.messages.append((list(envelope.rcpt_tos), envelope.content))
                 return "250 Message accepted"
 

@@ -278,6 +278,28 @@ def test_a_busy_answer_is_retried_from_the_outbox_and_a_refusal_is_not(agg, site
     }
 
 
+def test_a_digest_refused_for_its_content_fails_that_reader_alone(agg, site, mail, clock):
+    """A 554 after the content is sent (a spam filter) fails Ann's digest for good, and
+    Bob's still goes out at once; before, Ann's waited in the outbox to be refused again."""
+    url = feed_with(site, "Post one")
+    agg.add_contributor("Blog", url, feed=url)
+    agg.update_feeds()
+    clock.advance(minutes=1)
+    mail.reject_content["ann@example.org"] = "554 5.7.1 message rejected as spam"
+    day = dt.date(2017, 7, 5)
+    report = agg.send_digest(day)
+    assert report.sent == ["bob@example.org"] and report.queued == []
+    assert report.failed == [
+        ("ann@example.org", "the mail server: 554 5.7.1 message rejected as spam")
+    ]
+    assert "1 refused by the mail server" in report.line()
+    assert agg.storage.subscribers.deliveries(day) == {
+        "ann@example.org": "failed",
+        "bob@example.org": "sent",
+    }
+    assert [r for r, _m in received(mail)] == [["bob@example.org"]]
+
+
 def ann_waits_in_the_outbox(agg, site, mail, clock) -> dt.date:
     """A one-post digest that Bob got and Ann's server put off (451): hers waits in the
     outbox. Returns the digest's date."""

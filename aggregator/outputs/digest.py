@@ -35,7 +35,7 @@ from ..storage.posts import PostView
 from ..storage.subscribers import SubscriberRow
 from ..text import excerpt, one_line
 from .files import write_atomic
-from .mail import Mailer
+from .mail import Mailer, failure
 from .outbox import letter
 from .templating import templates
 
@@ -72,29 +72,6 @@ class DigestReport:
                 "(not retried, to avoid a second copy)"
             )
         return text
-
-
-def _why(error: Exception) -> str:
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return "; ".join(
-            f"{code} {text.decode(errors='replace')}" for code, text in error.recipients.values()
-        )
-    return str(error) if isinstance(error, DeliveryError) else f"the mail server: {error}"
-
-
-def _server_away(error: Exception) -> bool:
-    """The server cannot be reached or dropped us: the rest wait in the outbox untried.
-    (An answer about one message, such as a refused sender or content, is that message's.)"""
-    if isinstance(error, smtplib.SMTPException):  # an OSError too, so asked first
-        return isinstance(error, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError)
-    return isinstance(error, DeliveryError | OSError)
-
-
-def _refused_for_good(error: Exception) -> bool:
-    """The server refused the address permanently (5xx): retrying cannot help."""
-    return isinstance(error, smtplib.SMTPRecipientsRefused) and all(
-        code >= 500 for code, _text in error.recipients.values()
-    )
 
 
 def subject(settings: Settings, date: dt.date, count: int) -> str:
@@ -224,17 +201,18 @@ def send_digest(
                 try:
                     mailer.send(msg)
                 except (DeliveryError, OSError, smtplib.SMTPException) as e:
-                    reason = _why(e)
-                    if _refused_for_good(e):
+                    failed = failure(e)
+                    reason = failed.reason
+                    if not isinstance(e, smtplib.SMTPRecipientsRefused):
+                        mailer.close()  # a fresh connection for the next message
+                    if failed.for_good:
                         subs.mark_delivery(
                             subscriber.id, date, DeliveryState.FAILED, message_id, now, reason
                         )
                         report.failed.append((subscriber.email, reason))
                         continue
-                    if _server_away(e):
+                    if failed.server_away:
                         unreachable = reason
-                    if not isinstance(e, smtplib.SMTPRecipientsRefused):
-                        mailer.close()  # a fresh connection for the next message
                 else:
                     subs.mark_delivery(subscriber.id, date, DeliveryState.SENT, message_id, now)
                     report.sent.append(subscriber.email)

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import smtplib
 import ssl
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -57,6 +58,53 @@ class Mailer:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._smtp.quit()
             self._smtp = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why the mail server did not take a message, and what that means for the rest."""
+
+    reason: str
+    #: the server cannot be reached, dropped us or refuses our sender: the messages after
+    #: this one wait for a later run, untried
+    server_away: bool
+    #: this message alone was refused for good (5xx): retrying it cannot help
+    for_good: bool
+
+
+#: answers about the connection or our sender, not about one message
+_SERVER_WIDE = (
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPConnectError,
+    smtplib.SMTPHeloError,
+    smtplib.SMTPAuthenticationError,
+    smtplib.SMTPSenderRefused,
+)
+
+
+def failure(error: Exception) -> Failure:
+    """What `Mailer.send` raising `error` means. A refused recipient, or a message refused
+    after its content was sent (too large, rejected as spam), is that message's failure:
+    the batch goes on. 421 ("closing the connection") and the connection's own errors stop
+    the batch."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        answers = error.recipients.values()
+        reason = "; ".join(f"{code} {text.decode(errors='replace')}" for code, text in answers)
+        return Failure(reason, False, all(code >= 500 for code, _text in answers))
+    if isinstance(error, smtplib.SMTPResponseException):
+        text = error.smtp_error
+        said = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+        reason = f"the mail server: {error.smtp_code} {said}"
+        if isinstance(error, _SERVER_WIDE) or error.smtp_code == 421:
+            return Failure(reason, True, False)
+        return Failure(reason, False, error.smtp_code >= 500)
+    if isinstance(error, DeliveryError):
+        return Failure(str(error), True, False)
+    if isinstance(error, _SERVER_WIDE) or not isinstance(error, smtplib.SMTPException):
+        return Failure(f"the mail server: {error}", True, False)  # an OSError: gone
+    # smtplib's own refusal to send it as it is (an internationalised address to a server
+    # without SMTPUTF8): the same each time
+    return Failure(f"the mail server: {error}", False, True)
 
 
 def sender_address(settings: Settings) -> Address:

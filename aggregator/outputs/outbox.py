@@ -3,7 +3,8 @@
 A message is marked sent as soon as the server has taken it. When the server cannot be
 reached the batch stops and every message waits for the next run, retried with a
 growing delay (a minute, two, four, … at most an hour); a server that refuses one
-recipient fails that message alone (for good, when the refusal is permanent, 5xx).
+recipient, or one message's content, fails that message alone (for good, when the
+refusal is permanent, 5xx), and the batch goes on (`mail.failure`).
 After `MAX_ATTEMPTS` (about 14 hours of trying) a message is given up, with the reason
 kept and shown by `aggregator outbox`. Each letter is claimed before it is sent, so
 senders running at once never send it twice.
@@ -21,7 +22,7 @@ from email.message import EmailMessage
 from ..config import Settings
 from ..errors import DeliveryError
 from ..storage.outbox import Letter, OutboxStore
-from .mail import Mailer
+from .mail import Mailer, failure
 
 MAX_ATTEMPTS = 20
 MAX_DELAY = dt.timedelta(hours=1)
@@ -63,20 +64,17 @@ def send_due(store: OutboxStore, settings: Settings, now: dt.datetime) -> Outbox
             try:
                 mailer.send(msg)
             except (DeliveryError, OSError, smtplib.SMTPException) as e:
-                reason = str(e) if isinstance(e, DeliveryError) else f"the mail server: {e}"
+                failed = failure(e)
                 attempts = row.attempts + 1
-                permanent = isinstance(e, smtplib.SMTPRecipientsRefused) and all(
-                    code >= 500 for code, _ in e.recipients.values()
-                )
                 retry_at = (
                     now + retry_delay(attempts)
-                    if attempts < MAX_ATTEMPTS and not permanent
+                    if attempts < MAX_ATTEMPTS and not failed.for_good
                     else None
                 )
-                store.failed(row.id, reason, retry_at, now)
-                report.failed.append(f"{row.recipient}: {reason}")
+                store.failed(row.id, failed.reason, retry_at, now)
+                report.failed.append(f"{row.recipient}: {failed.reason}")
                 mailer.close()
-                if isinstance(e, DeliveryError) or not isinstance(e, smtplib.SMTPRecipientsRefused):
+                if failed.server_away:
                     break  # the server is not taking mail: the rest wait for the next run
                 continue
             store.sent(row.id, now)
