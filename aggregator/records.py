@@ -51,6 +51,10 @@ class FetchResult:
     moved_to: str | None = None
     #: seconds the server says the response stays fresh (Cache-Control/Expires)
     fresh_for: float | None = None
+    #: the WebSub hub and the feed's own address named in the answer's `Link` headers,
+    #: which a subscriber reads before the feed's own links (W3C WebSub, discovery)
+    hub: str | None = None
+    self_url: str | None = None
 
 
 @dataclass(frozen=True)

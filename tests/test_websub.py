@@ -74,6 +74,31 @@ def test_a_post_pushed_by_the_hub_is_published_without_a_poll(tmp_path, site):
         assert titles == {"First post", "Pushed post"}
 
 
+def test_a_hub_named_only_in_the_link_header_is_subscribed_to(tmp_path, site):
+    """WebSub's discovery reads the answer's `Link` headers first (where some publishers
+    name their hub, the feed itself saying nothing); before, only the feed's own links
+    were read and such a feed was polled, never pushed."""
+    with Hub() as hub, web_server(tmp_path, polling={"websub": True}) as web:
+        _base, agg, _mail = web
+        topic = site.url("/blog/feed")
+        header = f'<{hub.url}>; rel="hub", </blog/feed>; rel="self"'  # self as a relative address
+        entry = atom_entry("First post", id="tag:b,1", link="https://b.example/1", categories=TAG)
+        serve_feed(
+            site,
+            "/blog/feed",
+            atom("", entry),
+            content_type="application/atom+xml",
+            headers={"Link": header},
+        )
+        agg.add_contributor("Ann", site.url("/blog/"), feed=topic)
+        agg.update_feeds()
+        assert "asking its hub to push" in agg.status()[0].result
+        assert agg.websub.send_requests() == [f"websub: subscribe {topic} at {hub.url}: asked"]
+        assert hub.verified.wait(10)
+        assert hub.requests[0]["hub.topic"] == topic
+        assert agg.status()[0].result.endswith("· pushed")
+
+
 def test_unsigned_or_badly_signed_pushes_are_dropped(tmp_path, site):
     with Hub() as hub, web_server(tmp_path, polling={"websub": True}) as web:
         base, agg, _mail = web

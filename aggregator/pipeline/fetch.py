@@ -157,6 +157,23 @@ def _server_now(headers: Mapping[str, str]) -> float:
     return when.timestamp()
 
 
+def _hub_links(response: aiohttp.ClientResponse) -> tuple[str | None, str | None]:
+    """The WebSub hub and self addresses in the answer's `Link` headers: (hub, self)."""
+    found: dict[str, str] = {}
+    try:
+        links = response.links  # parsed by aiohttp, relative addresses made absolute
+    except ValueError:  # an address in the header that is no address
+        return None, None
+    for link in links.values():
+        href = str(link.get("url", ""))
+        if not href.startswith(("https://", "http://")):
+            continue
+        for rel in str(link.get("rel", "")).lower().split():
+            if rel in ("hub", "self"):
+                found.setdefault(rel, href)
+    return found.get("hub"), found.get("self")
+
+
 def _fresh_for(headers: Mapping[str, str]) -> float | None:
     cache_control = headers.get("cache-control", "")
     for directive in cache_control.split(","):
@@ -363,6 +380,7 @@ async def _one_request(
                     raise FeedError(_too_large(limits.max_bytes))
                 chunks.append(chunk)
             content_type = response.headers.get("content-type", "")
+            hub, self_url = _hub_links(response)
             return FetchResult(
                 url=url,
                 modified=True,
@@ -371,6 +389,8 @@ async def _one_request(
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
                 fresh_for=_fresh_for(response.headers),
+                hub=hub,
+                self_url=self_url,
             )
     except FeedError:
         raise

@@ -227,7 +227,14 @@ def process_batch(items: list[Fetched], ctx: PollContext) -> list[FeedUpdateResu
         )
     )
     if ctx.push:
-        hubs = [(t.feed_id, p.hub, p.self_url or t.url) for _, t, p in changed if p.hub]
+        hubs = []
+        for i, target, prepared in changed:
+            fetched = items[i].result
+            assert isinstance(fetched, FetchResult)
+            hub = fetched.hub or prepared.hub  # the Link header first, as WebSub says
+            topic = fetched.self_url or prepared.self_url or target.url
+            if hub:
+                hubs.append((target.feed_id, hub, topic))
         try:
             with_db_retry(lambda: ctx.storage.websub.discovered(hubs, ctx.now))
         except FeedError:
