@@ -99,6 +99,21 @@ def test_a_hub_named_only_in_the_link_header_is_subscribed_to(tmp_path, site):
         assert agg.status()[0].result.endswith("· pushed")
 
 
+def test_a_link_header_that_is_no_address_costs_the_feed_nothing(make_agg, site):
+    """Hostile `Link` headers (addresses the URL parser raises on, lazily, with an
+    IndexError or a ValueError) name no hub, and the feed reads as if they were not there."""
+    agg = make_agg(polling={"websub": True})
+    for n, header in enumerate(['<http://[12]l@@>; rel="hub"', '<//[f:x-97e:4]>; rel="hub"']):
+        entry = atom_entry(
+            f"Post {n}", id=f"tag:b,{n}", link=f"https://b.example/{n}", categories=TAG
+        )
+        url = serve_feed(site, f"/b{n}/feed", atom("", entry), headers={"Link": header})
+        agg.add_contributor(f"Blog {n}", url, feed=url)
+    agg.update_feeds()
+    assert [h.result for h in agg.status()] == ["ok", "ok"]
+    assert agg.post_count() == 2
+
+
 def test_unsigned_or_badly_signed_pushes_are_dropped(tmp_path, site):
     with Hub() as hub, web_server(tmp_path, polling={"websub": True}) as web:
         base, agg, _mail = web

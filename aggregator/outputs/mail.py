@@ -68,43 +68,39 @@ class Failure:
     #: the server cannot be reached, dropped us or refuses our sender: the messages after
     #: this one wait for a later run, untried
     server_away: bool
-    #: this message alone was refused for good (5xx): retrying it cannot help
+    #: this message's address was refused for good (5xx): retrying it cannot help
     for_good: bool
 
 
-#: answers about the connection or our sender, not about one message
-_SERVER_WIDE = (
-    smtplib.SMTPServerDisconnected,
-    smtplib.SMTPConnectError,
-    smtplib.SMTPHeloError,
-    smtplib.SMTPAuthenticationError,
-    smtplib.SMTPSenderRefused,
-)
+def _said(error: smtplib.SMTPResponseException) -> str:
+    text = error.smtp_error
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
 def failure(error: Exception) -> Failure:
-    """What `Mailer.send` raising `error` means. A refused recipient, or a message refused
-    after its content was sent (too large, rejected as spam), is that message's failure:
-    the batch goes on. 421 ("closing the connection") and the connection's own errors stop
-    the batch."""
+    """What `Mailer.send` raising `error` means. Only a refused recipient, or a message
+    refused once its content was sent (too large, taken for spam), is that message's
+    failure, and the batch goes on; for good only when the recipient is refused with a
+    5xx (a content refusal may be the sender's set-up, fixed by the organiser, so it is
+    retried). Anything else (a 421, a refused sender, a dropped connection, a reply
+    smtplib cannot read) is the server's: the rest wait, untried, for a later run."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         answers = error.recipients.values()
         reason = "; ".join(f"{code} {text.decode(errors='replace')}" for code, text in answers)
-        return Failure(reason, False, all(code >= 500 for code, _text in answers))
-    if isinstance(error, smtplib.SMTPResponseException):
-        text = error.smtp_error
-        said = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-        reason = f"the mail server: {error.smtp_code} {said}"
-        if isinstance(error, _SERVER_WIDE) or error.smtp_code == 421:
-            return Failure(reason, True, False)
-        return Failure(reason, False, error.smtp_code >= 500)
+        codes = [code for code, _text in answers]
+        return Failure(reason, 421 in codes, bool(codes) and min(codes) >= 500)
+    if isinstance(error, smtplib.SMTPDataError):
+        reason = f"the mail server: {error.smtp_code} {_said(error)}"
+        return Failure(reason, error.smtp_code == 421, False)
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        # smtplib's own refusal to send it as it is (an internationalised address to a
+        # server without SMTPUTF8): the same each time
+        return Failure(f"the mail server: {error}", False, True)
     if isinstance(error, DeliveryError):
         return Failure(str(error), True, False)
-    if isinstance(error, _SERVER_WIDE) or not isinstance(error, smtplib.SMTPException):
-        return Failure(f"the mail server: {error}", True, False)  # an OSError: gone
-    # smtplib's own refusal to send it as it is (an internationalised address to a server
-    # without SMTPUTF8): the same each time
-    return Failure(f"the mail server: {error}", False, True)
+    if isinstance(error, smtplib.SMTPResponseException):
+        return Failure(f"the mail server: {error.smtp_code} {_said(error)}", True, False)
+    return Failure(f"the mail server: {error}", True, False)
 
 
 def sender_address(settings: Settings) -> Address:

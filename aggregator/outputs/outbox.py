@@ -3,8 +3,8 @@
 A message is marked sent as soon as the server has taken it. When the server cannot be
 reached the batch stops and every message waits for the next run, retried with a
 growing delay (a minute, two, four, … at most an hour); a server that refuses one
-recipient, or one message's content, fails that message alone (for good, when the
-refusal is permanent, 5xx), and the batch goes on (`mail.failure`).
+recipient or one message's content fails that message alone, and the batch goes on (a
+recipient refused with a 5xx is given up at once; see `mail.failure`).
 After `MAX_ATTEMPTS` (about 14 hours of trying) a message is given up, with the reason
 kept and shown by `aggregator outbox`. Each letter is claimed before it is sent, so
 senders running at once never send it twice.

@@ -158,19 +158,22 @@ def _server_now(headers: Mapping[str, str]) -> float:
 
 
 def _hub_links(response: aiohttp.ClientResponse) -> tuple[str | None, str | None]:
-    """The WebSub hub and self addresses in the answer's `Link` headers: (hub, self)."""
+    """The WebSub hub and self addresses in the answer's `Link` headers: (hub, self).
+    A header that cannot be read names neither: the feed is read as if it had none."""
     found: dict[str, str] = {}
     try:
-        links = response.links  # parsed by aiohttp, relative addresses made absolute
-    except ValueError:  # an address in the header that is no address
+        # parsed by aiohttp, relative addresses made absolute (by yarl, lazily: reading
+        # a hostile address raises there, ValueError or IndexError or what else it may)
+        for link in response.links.values():
+            href = str(link.get("url", ""))
+            rels = " ".join(str(v) for k, v in link.items() if k.lower() == "rel")
+            if not href.startswith(("https://", "http://")):
+                continue
+            for rel in rels.lower().split():
+                if rel in ("hub", "self"):
+                    found.setdefault(rel, href)
+    except Exception:  # an untrusted header: no hub, never a failed fetch
         return None, None
-    for link in links.values():
-        href = str(link.get("url", ""))
-        if not href.startswith(("https://", "http://")):
-            continue
-        for rel in str(link.get("rel", "")).lower().split():
-            if rel in ("hub", "self"):
-                found.setdefault(rel, href)
     return found.get("hub"), found.get("self")
 
 

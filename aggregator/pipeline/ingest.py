@@ -227,13 +227,15 @@ def process_batch(items: list[Fetched], ctx: PollContext) -> list[FeedUpdateResu
         )
     )
     if ctx.push:
-        hubs = []
+        hubs: list[tuple[int, str, str]] = []
         for i, target, prepared in changed:
             fetched = items[i].result
             assert isinstance(fetched, FetchResult)
-            hub = fetched.hub or prepared.hub  # the Link header first, as WebSub says
-            topic = fetched.self_url or prepared.self_url or target.url
+            # the Link header first, as WebSub says, its hub with its own self address
+            hub: str | None = fetched.hub or prepared.hub
+            named = fetched if fetched.hub else prepared
             if hub:
+                topic = named.self_url or target.url
                 hubs.append((target.feed_id, hub, topic))
         try:
             with_db_retry(lambda: ctx.storage.websub.discovered(hubs, ctx.now))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass
 
 from ..errors import AggregatorError, DiscoveryError, DuplicateFeedError, FeedError
@@ -68,6 +69,7 @@ async def find_blog(
 #: words of a fetch error that says https:// could not be spoken at all: a site with no
 #: TLS, or one whose certificate is not its own
 _NO_HTTPS = ("certificate", "cannot connect", "broke off", "while connecting", "cannot reach")
+_ADDRESS = re.compile(r"\S*://\S*")
 
 
 async def preview(
@@ -81,7 +83,7 @@ async def preview(
         try:
             return url, await discover(client, url, limits, gate)
         except AggregatorError as e:
-            if scheme_typed or not any(w in str(e) for w in _NO_HTTPS):
+            if scheme_typed or not _no_https(e):
                 raise
             over_https = e
         plain = "http://" + url.removeprefix("https://")
@@ -89,7 +91,14 @@ async def preview(
             return plain, await discover(client, plain, limits, gate)
         except AggregatorError as e:
             # what http says, unless it could not connect either
-            raise (over_https if any(w in str(e) for w in _NO_HTTPS) else e) from None
+            raise (over_https if _no_https(e) else e) from None
+
+
+def _no_https(error: AggregatorError) -> bool:
+    """The error says the server could not be spoken to (its addresses left out: a blog
+    at `/certificates/` is no certificate problem)."""
+    words = _ADDRESS.sub("", str(error))
+    return any(w in words for w in _NO_HTTPS)
 
 
 #: (words in a discovery error, what a contributor reads instead)
