@@ -149,8 +149,10 @@ class MailSink:
 
     `refuse` holds addresses it answers 550 for (refused for good), `busy` those it
     answers 451 for (try again later), and `reject_content` the answer it gives, once the
-    content is sent, to a message for an address (a spam filter's 554, say), to test
-    failed deliveries; `delay` makes it take that long over each message.
+    content is sent, to a message for an address (a spam filter's 554, say);
+    `refuse_sender`, when set, is its answer to every sender (a relay that does not take
+    our address): to test failed deliveries. `delay` makes it take that long over each
+    message.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, delay: float = 0):
@@ -162,9 +164,17 @@ class MailSink:
         self.refuse: set[str] = set()
         self.busy: set[str] = set()
         self.reject_content: dict[str, str] = {}
+        self.refuse_sender: str | None = None
         sink = self
 
         class _Handler:
+            async def handle_MAIL(self, server, session, envelope, address, options):
+                if sink.refuse_sender:
+                    return sink.refuse_sender
+                envelope.mail_from = address
+                envelope.mail_options.extend(options)
+                return "250 OK"
+
             async def handle_RCPT(self, server, session, envelope, address, options):
                 if address.lower() in sink.refuse:
                     return "550 5.1.1 mailbox unavailable"

@@ -643,6 +643,25 @@ def test_a_letter_whose_content_is_refused_does_not_hold_up_the_others(agg, mail
     ]
 
 
+def test_a_refused_sender_stops_the_run_and_every_letter_goes_once_it_is_fixed(agg, mail, clock):
+    """A relay that does not take our sender address refuses every letter alike: the run
+    stops at the first (the others wait, untried, none given up), and once the organiser
+    has it fixed each letter goes out once."""
+    mail.refuse_sender = "553 5.7.1 sender address not allowed"
+    site = agg.settings.event.site_url
+    readers = ["ann@example.org", "bob@example.org", "cy@example.org"]
+    for reader in readers:
+        agg.request_subscription(reader, lambda t: f"{site}confirm/{t}")
+    report = agg.send_outbox()
+    assert (report.sent, report.waiting, len(report.failed)) == (0, 3, 1)
+    assert "553 5.7.1 sender address not allowed" in report.failed[0]
+    assert [row.attempts for row in agg.storage.outbox.due(clock.now)] == [0, 0]
+    mail.refuse_sender = None
+    clock.advance(minutes=5)
+    assert agg.send_outbox().sent == 3
+    assert sorted(r[0] for r, _m in mail.messages) == readers
+
+
 def test_a_re_created_account_does_not_revive_old_sessions(agg, web):
     login(web, agg)
     stolen = dict(web.cookies)
