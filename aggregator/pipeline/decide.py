@@ -12,6 +12,7 @@ import datetime as dt
 import html
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import FeedError
 from ..records import EntryData, ParsedFeed, PostIntent
@@ -21,6 +22,9 @@ from . import dedupe
 from .match import EventRules
 from .parse import parse_feed
 from .sanitize import sanitize_html
+
+if TYPE_CHECKING:
+    from aiohttp import ClientResponse
 
 #: entries read from one feed; a feed of thousands is cut here (newest first is the norm)
 MAX_ENTRIES_PER_FEED = 1000
@@ -126,6 +130,26 @@ def hub_links(content: bytes) -> tuple[str | None, str | None]:
         for rel in (b"hub", b"self"):
             if rel in rels:
                 found.setdefault(rel.decode(), href)
+    return found.get("hub"), found.get("self")
+
+
+def header_hub_links(response: ClientResponse) -> tuple[str | None, str | None]:
+    """The WebSub hub and self addresses in the answer's `Link` headers: (hub, self).
+    A header that cannot be read names neither: the feed is read as if it had none."""
+    found: dict[str, str] = {}
+    try:
+        # parsed by aiohttp, relative addresses made absolute (by yarl, lazily: reading
+        # a hostile address raises there, ValueError or IndexError or what else it may)
+        for link in response.links.values():
+            href = str(link.get("url", ""))
+            rels = " ".join(str(v) for k, v in link.items() if k.lower() == "rel")
+            if not href.startswith(("https://", "http://")):
+                continue
+            for rel in rels.lower().split():
+                if rel in ("hub", "self"):
+                    found.setdefault(rel, href)
+    except Exception:  # an untrusted header: no hub, never a failed fetch
+        return None, None
     return found.get("hub"), found.get("self")
 
 

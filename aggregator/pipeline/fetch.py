@@ -37,6 +37,7 @@ from .. import __version__
 from ..errors import FeedError
 from ..records import FetchResult
 from ..urls import host_key
+from .decide import header_hub_links
 
 MAX_REDIRECTS = 5
 _ACCEPT_FEED = (
@@ -155,26 +156,6 @@ def _server_now(headers: Mapping[str, str]) -> float:
     if when is None or when.tzinfo is None:
         return time.time()
     return when.timestamp()
-
-
-def _hub_links(response: aiohttp.ClientResponse) -> tuple[str | None, str | None]:
-    """The WebSub hub and self addresses in the answer's `Link` headers: (hub, self).
-    A header that cannot be read names neither: the feed is read as if it had none."""
-    found: dict[str, str] = {}
-    try:
-        # parsed by aiohttp, relative addresses made absolute (by yarl, lazily: reading
-        # a hostile address raises there, ValueError or IndexError or what else it may)
-        for link in response.links.values():
-            href = str(link.get("url", ""))
-            rels = " ".join(str(v) for k, v in link.items() if k.lower() == "rel")
-            if not href.startswith(("https://", "http://")):
-                continue
-            for rel in rels.lower().split():
-                if rel in ("hub", "self"):
-                    found.setdefault(rel, href)
-    except Exception:  # an untrusted header: no hub, never a failed fetch
-        return None, None
-    return found.get("hub"), found.get("self")
 
 
 def _fresh_for(headers: Mapping[str, str]) -> float | None:
@@ -383,7 +364,7 @@ async def _one_request(
                     raise FeedError(_too_large(limits.max_bytes))
                 chunks.append(chunk)
             content_type = response.headers.get("content-type", "")
-            hub, self_url = _hub_links(response)
+            hub, self_url = header_hub_links(response)
             return FetchResult(
                 url=url,
                 modified=True,

@@ -1,16 +1,17 @@
 """WebSub subscriber (W3C Recommendation): new posts pushed by a feed's hub within
 seconds, instead of at the next poll.
 
-A poll notes the hub a feed names (in its answer's `Link` header, `fetch._hub_links`,
-else in the feed, `decide.hub_links`); the worker then asks the hub to subscribe, with a
-callback under `site_url` (`websub/<token>`, one unguessable token per feed), a
-per-subscription secret and a lease, and renews the lease before it ends. The
-hub verifies our intent with a GET to the callback: we echo `hub.challenge` only for
-the mode and topic we asked for. Content distributions are POSTs to the callback signed
-`X-Hub-Signature: sha256=…` (HMAC with the secret): unsigned or badly signed ones are
-dropped; the rest go through the poll's own deciding and storing. A removed feed's
-subscription is ended the same way. Requests to hubs go through the feeds' guarded
-client: a hostile feed cannot make us post to a private address.
+A poll notes the hub a feed names (in its answer's `Link` header,
+`decide.header_hub_links`, else in the feed, `decide.hub_links`); the worker then asks
+the hub to subscribe, with a callback under `site_url` (`websub/<token>`, one
+unguessable token per feed), a per-subscription secret and a lease, and renews the
+lease before it ends. The hub verifies our intent with a GET to the callback: we echo
+`hub.challenge` only for the mode and topic we asked for. Content distributions are
+POSTs to the callback signed `X-Hub-Signature: sha256=…` (HMAC with the secret):
+unsigned or badly signed ones are dropped; the rest go through the poll's own deciding
+and storing. A removed feed's subscription is ended the same way. Requests to hubs go
+through the feeds' guarded client: a hostile feed cannot make us post to a private
+address.
 """
 
 from __future__ import annotations
