@@ -117,40 +117,41 @@ _LINK = re.compile(rb"<(?:[\w-]+:)?link\b[^>]*>", re.I)
 _ATTR = re.compile(rb"""\b(rel|href)\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
 
 
+def _hub_and_self(links: list[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """(hub, self) from (rel, href) pairs: the first http(s) address named for each."""
+    found: dict[str, str] = {}
+    for rels, href in links:
+        if href.startswith(("https://", "http://")):
+            for rel in rels.lower().split():
+                if rel in ("hub", "self"):
+                    found.setdefault(rel, href)
+    return found.get("hub"), found.get("self")
+
+
 def hub_links(content: bytes) -> tuple[str | None, str | None]:
     """The hub and self links a feed names (W3C WebSub discovery), read from its head
     whatever the parser: (hub, self)."""
-    found: dict[str, str] = {}
+    links = []
     for tag in _LINK.findall(content[:65536]):
         attrs = {m[0].lower(): (m[1] or m[2]) for m in _ATTR.findall(tag)}
-        rels = attrs.get(b"rel", b"").lower().split()
         href = html.unescape(attrs.get(b"href", b"").decode("utf-8", "replace")).strip()
-        if not href.startswith(("https://", "http://")):
-            continue
-        for rel in (b"hub", b"self"):
-            if rel in rels:
-                found.setdefault(rel.decode(), href)
-    return found.get("hub"), found.get("self")
+        links.append((attrs.get(b"rel", b"").decode("utf-8", "replace"), href))
+    return _hub_and_self(links)
 
 
 def header_hub_links(response: ClientResponse) -> tuple[str | None, str | None]:
     """The WebSub hub and self addresses in the answer's `Link` headers: (hub, self).
     A header that cannot be read names neither: the feed is read as if it had none."""
-    found: dict[str, str] = {}
     try:
         # parsed by aiohttp, relative addresses made absolute (by yarl, lazily: reading
         # a hostile address raises there, ValueError or IndexError or what else it may)
-        for link in response.links.values():
-            href = str(link.get("url", ""))
-            rels = " ".join(str(v) for k, v in link.items() if k.lower() == "rel")
-            if not href.startswith(("https://", "http://")):
-                continue
-            for rel in rels.lower().split():
-                if rel in ("hub", "self"):
-                    found.setdefault(rel, href)
+        links = [
+            (" ".join(str(v) for k, v in link.items() if k.lower() == "rel"), str(link["url"]))
+            for link in response.links.values()
+        ]
     except Exception:  # an untrusted header: no hub, never a failed fetch
         return None, None
-    return found.get("hub"), found.get("self")
+    return _hub_and_self(links)
 
 
 def prepare_feed(

@@ -232,11 +232,9 @@ def process_batch(items: list[Fetched], ctx: PollContext) -> list[FeedUpdateResu
             fetched = items[i].result
             assert isinstance(fetched, FetchResult)
             # the Link header first, as WebSub says, its hub with its own self address
-            hub: str | None = fetched.hub or prepared.hub
             named = fetched if fetched.hub else prepared
-            if hub:
-                topic = named.self_url or target.url
-                hubs.append((target.feed_id, hub, topic))
+            if named.hub:
+                hubs.append((target.feed_id, named.hub, named.self_url or target.url))
         try:
             with_db_retry(lambda: ctx.storage.websub.discovered(hubs, ctx.now))
         except FeedError:
